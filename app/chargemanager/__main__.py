@@ -1,0 +1,3 @@
+from chargemanager.main import main
+
+raise SystemExit(main())

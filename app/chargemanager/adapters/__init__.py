@@ -1,0 +1,1 @@
+"""Adapters: everything that touches files, sockets, devices and the clock."""

@@ -1,0 +1,1 @@
+"""Device register maps as data: one module per model."""

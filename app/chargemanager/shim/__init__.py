@@ -1,0 +1,1 @@
+"""The only clock and async code."""
