@@ -1,0 +1,162 @@
+"""The configuration document: one versioned JSON object, one schema (this module), one generated reference
+(docs/configuration.md, made by tools/gen_config_docs.py).
+
+Invariants:
+- `validate_config(doc)` returns `(clean, errors)`; a document with any error is applied nowhere.
+- Units are in every key name: currents in mA per phase, power in W, times in ms or s as named.
+- Settings that accept a formula keep it as a string; they are evaluated every tick by the runtime.
+- `migrate(doc)` brings an older document up to CONFIG_VERSION with small numbered steps; unknown keys are kept.
+This module is pure (MicroPython-compatible).
+"""
+
+from chargemanager.core.schema import (
+    Bool, Enum, Field, List, Nullable, Number, NumberOrFormula, Object, String, validate, defaults,
+)
+
+CONFIG_VERSION = 1
+
+
+def _is_dev_id_char(ch):
+    return ("A" <= ch <= "Z") or ("0" <= ch <= "9")
+
+
+def _is_chargebox_char(ch):
+    # OCPP-J §3.1.1: the identity is part of the URL path; keep to characters that need no escaping.
+    return ("a" <= ch <= "z") or ("A" <= ch <= "Z") or ("0" <= ch <= "9") or ch in "-_.:*@+"
+
+
+SITE = Object([
+    Field("max_power_w", NumberOrFormula(minimum=0), 11000,
+          "Maximum total power of the house connection in W, a number or a formula such as `55000 * AVAIL / 100`."),
+    Field("max_current_ma", NumberOrFormula(minimum=0), 16000,
+          "Maximum current per phase of the house connection in mA, a number or a formula."),
+    Field("reserve_w", Number(minimum=0, maximum=1000000, integer=True), 0,
+          "Power kept free below the limit, in W."),
+    Field("voltage_v", Number(minimum=100, maximum=400, integer=True), 230,
+          "Nominal phase voltage in V, used to convert power to current."),
+    Field("max_skew_w", Number(minimum=0, maximum=1000000, integer=True), 4600,
+          "Largest allowed imbalance between phases in W (single-phase cars)."),
+    Field("mode", Enum(("active", "monitor")), "active",
+          "`active` sends limits to the wallboxes; `monitor` only observes and shows what it would send."),
+    Field("tick_ms", Number(minimum=100, maximum=60000, integer=True), 1000,
+          "Period of the control loop in ms."),
+    Field("min_pause_s", Number(minimum=0, maximum=3600, integer=True), 300,
+          "Minimum time an EVSE stays paused before it may start again, in s (relays and cars dislike rapid "
+          "on/off)."),
+], "The site: the house connection and the control loop.")
+
+GATEWAY = Object([
+    Field("url", String(max_length=512), "",
+          "Backend URL, `ws://` or `wss://`, with a path if the backend needs one (empty: no gateway)."),
+    Field("password", String(max_length=128), "", "Password for HTTP Basic towards the backend (username = client ID)."),
+    Field("client_id", String(max_length=64, allowed=_is_chargebox_char, allowed_doc="URL-safe characters"), "",
+          "The id under which the station appears at the backend (empty: the ChargeBox ID)."),
+], "OCPP gateway to the wallbox's billing backend.")
+
+EVSE = Object([
+    Field("dev_id", String(max_length=8, min_length=2, allowed=_is_dev_id_char, allowed_doc="like E1"), None,
+          "Device id used in the API and in formulas, e.g. `E1`.", required=True),
+    Field("name", String(max_length=64), "", "Display name."),
+    Field("type", String(max_length=32, min_length=1), "ocpp16",
+          "`ocpp16` (EVSE with OCPP 1.6) or a Modbus charger model id (see docs/devices.md)."),
+    Field("address", String(max_length=128), "",
+          "ChargeBox ID for OCPP; bus or host for Modbus."),
+    Field("id", Number(minimum=0, maximum=255, integer=True), 1,
+          "OCPP connector id (1 for single-connector boxes) or Modbus unit id."),
+    Field("phases", Number(minimum=1, maximum=3, integer=True), 3, "Number of phases the EVSE uses."),
+    Field("l1_phase", Number(minimum=1, maximum=3, integer=True), 1,
+          "Grid phase (1..3) that the EVSE's L1 is wired to (phase rotation)."),
+    Field("min_current_ma", Number(minimum=0, maximum=80000, integer=True), 6000,
+          "Minimum charging current in mA; below it the EVSE pauses."),
+    Field("max_current_ma", Nullable(NumberOrFormula(minimum=0)), 16000,
+          "Maximum charging current per phase in mA, a number or a formula."),
+    Field("max_power_w", Nullable(NumberOrFormula(minimum=0)), None,
+          "Maximum charging power in W, a number or a formula (null: no power limit)."),
+    Field("prio", Number(minimum=0, maximum=100, integer=True), 1, "Priority; higher is served first."),
+    Field("mode", Enum(("active", "monitor")), "active", "`monitor`: observe only, send no limits."),
+    Field("rules", List(Object([], "A charging rule."), max_items=32), [], "Charging rules, in order."),
+    Field("gateway", GATEWAY, {}, "OCPP gateway settings."),
+], "An EVSE (wallbox connector).")
+
+METER = Object([
+    Field("dev_id", String(max_length=8, min_length=2, allowed=_is_dev_id_char, allowed_doc="like M1"), None,
+          "Device id used in the API and in formulas, e.g. `M1`.", required=True),
+    Field("name", String(max_length=64), "", "Display name."),
+    Field("type", String(max_length=32, min_length=1), None, "Meter model id (see docs/devices.md).",
+          required=True),
+    Field("role", Enum(("grid", "evse", "other")), "grid",
+          "`grid`: measures the whole house connection; `evse`: measures one EVSE; `other`: shown only."),
+], "A meter.")
+
+OCPP_SERVER = Object([
+    Field("port", Number(minimum=1, maximum=65535, integer=True), 19520, "TCP port of the OCPP server."),
+    Field("tls", Enum(("off", "detect", "on")), "off",
+          "`off`: ws:// only; `detect`: ws:// and wss:// on the same port; `on`: wss:// only."),
+    Field("password", String(max_length=128), "",
+          "Optional server password (HTTP Basic, username = ChargeBox ID; OCPP security profile 1/2)."),
+], "The OCPP 1.6J server the wallboxes connect to.")
+
+HTTP = Object([
+    Field("port", Number(minimum=1, maximum=65535, integer=True), 80,
+          "TCP port of the HTTP API and config page (the command line's --http-port overrides it)."),
+    Field("max_body_bytes", Number(minimum=1024, maximum=16 * 1024 * 1024, integer=True), 65536,
+          "Largest accepted request body for /cnf, in bytes (larger: 413)."),
+], "The HTTP API and config page.")
+
+
+def _check_document(clean, path, errors):
+    seen = {}
+    for section in ("evses", "meters"):
+        for index, entry in enumerate(clean.get(section) or []):
+            dev_id = entry.get("dev_id")
+            if dev_id in seen:
+                errors.append({"field": "%s[%d].dev_id" % (section, index),
+                               "error": "dev_id %r is already used by %s" % (dev_id, seen[dev_id])})
+            else:
+                seen[dev_id] = "%s[%d]" % (section, index)
+    for index, evse in enumerate(clean.get("evses") or []):
+        if evse.get("type") == "ocpp16" and not evse.get("address"):
+            errors.append({"field": "evses[%d].address" % index,
+                           "error": "an OCPP EVSE needs its ChargeBox ID as address"})
+        elif evse.get("type") == "ocpp16":
+            for ch in evse["address"]:
+                if not _is_chargebox_char(ch):
+                    errors.append({"field": "evses[%d].address" % index,
+                                   "error": "ChargeBox ID character %r not allowed" % ch})
+                    break
+
+
+CONFIG_SCHEMA = Object([
+    Field("version", Number(minimum=1, integer=True), CONFIG_VERSION, "Version of the document layout."),
+    Field("site", SITE, {}, SITE.doc),
+    Field("evses", List(EVSE, max_items=1024, unique_key="dev_id"), [], "The EVSEs."),
+    Field("meters", List(METER, max_items=256, unique_key="dev_id"), [], "The meters."),
+    Field("ocpp", Object([Field("server", OCPP_SERVER, {}, OCPP_SERVER.doc)], "OCPP settings."), {}, "OCPP settings."),
+    Field("http", HTTP, {}, HTTP.doc),
+], "The configuration document.", check_whole=_check_document)
+
+
+# Migrations: MIGRATIONS[n] turns a version-n document into version n+1.
+MIGRATIONS = {}
+
+
+def migrate(doc):
+    """Bring an older document up to CONFIG_VERSION; returns a new dict. Newer versions are left as they are."""
+    if not isinstance(doc, dict):
+        return doc
+    doc = dict(doc)
+    version = doc.get("version", 1)
+    while isinstance(version, int) and version < CONFIG_VERSION:
+        doc = MIGRATIONS[version](doc)
+        version += 1
+        doc["version"] = version
+    return doc
+
+
+def validate_config(doc):
+    """(clean document with defaults, list of {"field", "error"})."""
+    return validate(CONFIG_SCHEMA, migrate(doc))
+
+
+def default_config():
+    return defaults(CONFIG_SCHEMA)

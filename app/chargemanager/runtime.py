@@ -1,0 +1,187 @@
+"""Builds the manager's parts, starts their threads and runs the fixed-tick control loop in the main thread.
+
+Data flows one way per tick: readings in (adapters publish to the ReadingBoard), variables and formulas evaluated,
+decisions out (tick hooks hand commands to the adapters that own the devices). A variable write through the API sets
+the wake event, so the loop runs at once instead of at the next tick. Parts plug in through `services` (start/stop),
+`tick_hooks` (called every tick with `now_ms` and the variable values), `status_providers` (sections of get_status)
+and `config_listeners` (called after a new configuration was stored).
+"""
+
+import logging
+import os
+import socket
+import threading
+import time
+
+from chargemanager import __version__
+from chargemanager.adapters.auth import AdminAuth
+from chargemanager.adapters.http_api import (
+    CommandTable, build_app, register_config_commands, register_password_command, register_status_command,
+    register_variable_commands,
+)
+from chargemanager.adapters.http_server import HttpServer
+from chargemanager.adapters.readings import ReadingBoard
+from chargemanager.adapters.store import CONFIG_FILE, DataStore
+from chargemanager.adapters.variable_service import VariableService
+from chargemanager.core.formula import UnknownName, FormulaError
+from chargemanager.shim.clock import monotonic_ms, wall_time_s
+
+log = logging.getLogger("runtime")
+
+
+class Runtime:
+    def __init__(self, data_dir, http_port=None, ocpp_port=None, host="0.0.0.0"):
+        self.store = DataStore(data_dir)
+        self.config, problems = self.store.load_config()
+        for problem in problems:
+            log.error("configuration: %s", problem)
+        if not os.path.exists(self.store.path(CONFIG_FILE)):
+            log.info("no configuration yet: writing factory defaults to %s", self.store.folder)
+            self.store.save_config(self.config)
+        self.host = host
+        self.http_port = http_port if http_port is not None else self.config["http"]["port"]
+        self.ocpp_port = ocpp_port if ocpp_port is not None else self.config["ocpp"]["server"]["port"]
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self._config_lock = threading.Lock()
+        self.readings = ReadingBoard()
+        self.variables = VariableService(self.store, self.wake)
+        self.variables.external_lookup = self.lookup
+        self.auth = AdminAuth(self.store)
+        self.commands = CommandTable()
+        self.services = []
+        self.tick_hooks = []
+        self.status_providers = {}
+        self.config_listeners = []
+        self.extra_routes = []      # f(bottle_app): the config page adds its routes here
+        self.started_ms = monotonic_ms()
+        self.tick_count = 0
+        self.last_tick_cpu_ms = 0.0
+        self.values = {}
+        register_variable_commands(self.commands, self.variables)
+        register_password_command(self.commands, self.auth)
+        register_config_commands(self.commands, self)
+        register_status_command(self.commands, self)
+        self.http = None
+
+    # --- formula names beyond variables ---------------------------------------------------------------------
+    def lookup(self, name):
+        """Device values (`M1.power_w`), time (`TIME.hour`, `TIME.minute`, `TIME.weekday` 1=Monday, `TIME.minute_of_day`)."""
+        if "." in name:
+            dev_id, quantity = name.split(".", 1)
+            if dev_id.upper() == "TIME":
+                return _time_value(quantity.lower())
+            reading = self.readings.get(dev_id.upper())
+            if reading is None:
+                raise UnknownName(name)
+            quantities, taken_ms, max_age_ms = reading
+            if quantity not in quantities:
+                raise UnknownName(name)
+            if monotonic_ms() - taken_ms > max_age_ms:
+                raise FormulaError("'%s' is stale (older than %d ms)" % (name, max_age_ms))
+            return quantities[quantity]
+        reading = self.readings.get(name.upper())  # inputs such as IN1 publish {"value": 0/1}
+        if reading is not None and "value" in reading[0]:
+            return reading[0]["value"]
+        raise UnknownName(name)
+
+    # --- configuration --------------------------------------------------------------------------------------
+    def apply_config(self, clean):
+        """Store a validated document, then switch to it; a failed write leaves the old one in force."""
+        with self._config_lock:
+            self.store.save_config(clean)
+            old = self.config
+            self.config = clean
+        for listener in self.config_listeners:
+            try:
+                listener(clean, old)
+            except Exception:
+                log.exception("applying the new configuration in %r failed", listener)
+        self.wake.set()
+
+    # --- status ---------------------------------------------------------------------------------------------
+    def status(self):
+        result = {
+            "version": __version__,
+            "uptime_s": (monotonic_ms() - self.started_ms) // 1000,
+            "tick_count": self.tick_count,
+            "tick_cpu_ms": round(self.last_tick_cpu_ms, 3),
+            "admin_password_set": self.auth.password_set,
+        }
+        for name, provider in list(self.status_providers.items()):
+            try:
+                result[name] = provider()
+            except Exception:
+                log.exception("status provider %s failed", name)
+                result[name] = {"error": "unavailable"}
+        return result
+
+    # --- the control loop -----------------------------------------------------------------------------------
+    def tick(self, now_ms=None):
+        now_ms = monotonic_ms() if now_ms is None else now_ms
+        started = time.process_time()
+        self.values = self.variables.evaluate()
+        for hook in list(self.tick_hooks):
+            try:
+                hook(now_ms, self.values)
+            except Exception:
+                log.exception("tick hook %r failed", hook)
+        self.tick_count += 1
+        self.last_tick_cpu_ms = (time.process_time() - started) * 1000.0
+
+    def start(self):
+        app = build_app(self.commands, self.auth, self.config["http"]["max_body_bytes"],
+                        extra_routes=self._add_extra_routes)
+        self.http = HttpServer(app, self.host, self.http_port)
+        self.http.start()
+        self.http_port = self.http.port
+        for service in self.services:
+            service.start()
+
+    def _add_extra_routes(self, app):
+        for add in self.extra_routes:
+            add(app)
+
+    def run(self):
+        """Start everything, loop until stop() (SIGTERM), then stop everything."""
+        self.start()
+        log.info("charging manager %s running: data %s, HTTP port %d", __version__, self.store.folder,
+                 self.http_port)
+        try:
+            while not self.stopping.is_set():
+                self.wake.clear()
+                self.tick()
+                self.wake.wait(self.config["site"]["tick_ms"] / 1000.0)
+        finally:
+            self.shutdown()
+
+    def stop(self):
+        self.stopping.set()
+        self.wake.set()
+
+    def shutdown(self):
+        for service in reversed(self.services):
+            try:
+                service.stop()
+            except Exception:
+                log.exception("stopping %r failed", service)
+        if self.http is not None:
+            self.http.stop()
+        log.info("stopped")
+
+
+def _time_value(quantity):
+    t = time.localtime(wall_time_s())
+    if quantity == "hour":
+        return t.tm_hour
+    if quantity == "minute":
+        return t.tm_min
+    if quantity == "weekday":
+        return t.tm_wday + 1
+    if quantity == "minute_of_day":
+        return t.tm_hour * 60 + t.tm_min
+    raise UnknownName("TIME." + quantity)
+
+
+def hostname():
+    return socket.gethostname()
