@@ -61,16 +61,24 @@ def atomic_write_json(path, obj, mode=0o644):
     atomic_write_bytes(path, data, mode=mode)
 
 
+def read_json_file(path):
+    """(value, problem): the parsed file, or None and why not (None, None if it does not exist)."""
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read().decode("utf-8")), None
+    except FileNotFoundError:
+        return None, None
+    except (ValueError, UnicodeDecodeError, OSError) as exc:
+        return None, "cannot read %s: %s" % (os.path.basename(path), exc)
+
+
 def read_json(path):
     """The parsed file, or its `.prev` copy if the file is unreadable; None if neither exists or parses."""
     for candidate in (path, path + ".prev"):
-        try:
-            with open(candidate, "rb") as f:
-                value = json.loads(f.read().decode("utf-8"))
-        except FileNotFoundError:
-            continue
-        except (ValueError, UnicodeDecodeError, OSError) as exc:
-            log.error("cannot read %s: %s", candidate, exc)
+        value, problem = read_json_file(candidate)
+        if problem:
+            log.error("%s", problem)
+        if value is None:
             continue
         if candidate != path:
             log.warning("using previous copy %s", candidate)
@@ -104,14 +112,15 @@ class DataStore:
         """(clean config, list of problems). Falls back to the previous copy, then to defaults, if invalid."""
         problems = []
         for candidate in (self.path(CONFIG_FILE), self.path(CONFIG_FILE + ".prev")):
-            if not os.path.exists(candidate):
-                continue
-            doc = read_json(candidate)
+            doc, problem = read_json_file(candidate)
+            if problem:
+                problems.append(problem)
             if doc is None:
-                problems.append("%s is not valid JSON" % os.path.basename(candidate))
                 continue
             clean, errors = validate_config(doc)
             if not errors:
+                if candidate.endswith(".prev"):
+                    problems.append("using the previous copy %s" % os.path.basename(candidate))
                 return clean, problems
             problems.append("%s is invalid: %s" % (
                 os.path.basename(candidate), "; ".join("%s %s" % (e["field"], e["error"]) for e in errors)))

@@ -292,7 +292,7 @@ _FUNCTIONS = {
 
 def _checked_float(value):
     """Large floats would turn into huge ints in floor/ceil/round; refuse them."""
-    if isinstance(value, float) and (math.isinf(value) or math.isnan(value) or abs(value) > 1e300):
+    if value.__class__ is float and not (-1e300 <= value <= 1e300):
         raise FormulaError("argument out of range")
     return value
 
@@ -518,9 +518,21 @@ def _make_conditional(cond, if_true, if_false):
 
 
 def _make_call(function, args):
+    if len(args) == 1:
+        only = args[0]
+
+        def node(lookup):
+            return function((_checked_float(only(lookup)),))
+        return node
+    if len(args) == 2:
+        first, second = args
+
+        def node(lookup):
+            return function((_checked_float(first(lookup)), _checked_float(second(lookup))))
+        return node
+
     def node(lookup):
-        values = [_checked_float(arg(lookup)) for arg in args]
-        return function(values)
+        return function([_checked_float(arg(lookup)) for arg in args])
     return node
 
 

@@ -135,6 +135,7 @@ class VariableTable:
         self._stored = {}    # key -> (name, expr): what the data partition holds
         self._order = None   # evaluation order (list of keys), None when it must be recomputed
         self._cycle_errors = {}
+        self._key_of = {}
         self.generation = 0
 
     # --- writes -------------------------------------------------------------------------------------------------
@@ -277,6 +278,13 @@ class VariableTable:
                     order.append(key)
         self._order = order
         self._cycle_errors = cycle_errors
+        # Names as written in formulas -> variable key, so evaluation needs no case folding.
+        key_of = {}
+        for key in live:
+            for name in live[key].formula.names:
+                if name_key(name) in live:
+                    key_of[name] = name_key(name)
+        self._key_of = key_of
 
     def _dependencies(self, key):
         var = self._live[key]
@@ -293,13 +301,16 @@ class VariableTable:
         if self._order is None:
             self._compute_order()
         live = self._live
+        key_of = self._key_of
+        values = {}  # key -> value of the variables evaluated so far without error
 
         def lookup(name):
-            var = live.get(name_key(name))
-            if var is not None:
-                if var.error is not None:
-                    raise FormulaError("'%s' has an error (%s)" % (var.name, var.error))
-                return var.value
+            key = key_of.get(name)
+            if key is not None:
+                if key in values:
+                    return values[key]
+                var = live[key]
+                raise FormulaError("'%s' has an error (%s)" % (var.name, var.error))
             if external_lookup is None:
                 raise UnknownName(name)
             return external_lookup(name)
@@ -313,8 +324,11 @@ class VariableTable:
                 var.error = cycle
                 continue
             try:
-                var.value = var.formula.evaluate(lookup)
-                var.error = None
+                value = var.formula.evaluate(lookup)
             except FormulaError as exc:
                 var.value = None
                 var.error = str(exc)
+                continue
+            var.value = value
+            var.error = None
+            values[key] = value
