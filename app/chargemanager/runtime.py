@@ -23,7 +23,9 @@ from chargemanager.adapters.http_server import HttpServer
 from chargemanager.adapters.readings import ReadingBoard
 from chargemanager.adapters.store import CONFIG_FILE, DataStore
 from chargemanager.adapters.variable_service import VariableService
+from chargemanager.core.config_formulas import ConfigFormulas
 from chargemanager.core.formula import UnknownName, FormulaError
+from chargemanager.core.variables import name_key
 from chargemanager.shim.clock import monotonic_ms, wall_time_s
 
 log = logging.getLogger("runtime")
@@ -58,6 +60,9 @@ class Runtime:
         self.tick_count = 0
         self.last_tick_cpu_ms = 0.0
         self.values = {}
+        self.config_formulas = ConfigFormulas(self.config)
+        self.limits = {"site": {}, "evses": {}}   # this tick's values of the configuration's formula fields
+        self.limit_errors = {}
         register_variable_commands(self.commands, self.variables)
         register_password_command(self.commands, self.auth)
         register_config_commands(self.commands, self)
@@ -85,13 +90,26 @@ class Runtime:
             return reading[0]["value"]
         raise UnknownName(name)
 
+    def formula_lookup(self, name):
+        """Names in configuration formulas: variables (this tick's values), then everything `lookup` knows."""
+        if "." not in name:
+            key = name_key(name)
+            if key in self.values:
+                return self.values[key]
+            var = self.variables.get(name)
+            if var is not None:
+                raise FormulaError("'%s' has an error (%s)" % (var.name, var.error))
+        return self.lookup(name)
+
     # --- configuration --------------------------------------------------------------------------------------
     def apply_config(self, clean):
         """Store a validated document, then switch to it; a failed write leaves the old one in force."""
+        formulas = ConfigFormulas(clean)
         with self._config_lock:
             self.store.save_config(clean)
             old = self.config
             self.config = clean
+            self.config_formulas = formulas
         for listener in self.config_listeners:
             try:
                 listener(clean, old)
@@ -107,6 +125,8 @@ class Runtime:
             "tick_count": self.tick_count,
             "tick_cpu_ms": round(self.last_tick_cpu_ms, 3),
             "admin_password_set": self.auth.password_set,
+            "limits": self.limits,
+            "limit_errors": self.limit_errors,
         }
         for name, provider in list(self.status_providers.items()):
             try:
@@ -121,6 +141,7 @@ class Runtime:
         now_ms = monotonic_ms() if now_ms is None else now_ms
         started = time.process_time()
         self.values = self.variables.evaluate()
+        self.limits, self.limit_errors = self.config_formulas.evaluate(self.formula_lookup)
         for hook in list(self.tick_hooks):
             try:
                 hook(now_ms, self.values)

@@ -121,3 +121,22 @@ def test_config_round_trip_with_field_errors_and_secrets_hidden(manager):
 def test_sigterm_stops_cleanly(manager):
     assert manager.stop() == 0
     assert "stopped" in manager.log
+
+
+def test_variable_write_wakes_the_loop_and_limits_follow(manager):
+    """With a 60 s tick, only the wake-up on a write can make the loop run again."""
+    import time as _time
+    config = cnf(manager, "cmd=get_config")[2]["config"]
+    config["site"]["tick_ms"] = 60000
+    config["site"]["max_power_w"] = "55000 * AVAIL / 100"
+    assert cnf(manager, "cmd=set_config", method="POST", body=config)[0] == 200
+    for avail, expected in ((50, 27500), (0, 0), (100, 55000)):
+        cnf(manager, "cmd=set_cm_vars&name=AVAIL&val=%d" % avail)
+        deadline = _time.monotonic() + 10
+        while _time.monotonic() < deadline:
+            status = cnf(manager, "cmd=get_status")[2]
+            if status["limits"]["site"].get("max_power_w") == expected:
+                break
+            _time.sleep(0.02)
+        assert status["limits"]["site"]["max_power_w"] == expected, status
+    assert status["limit_errors"] == {}

@@ -70,9 +70,25 @@ class VariableService:
                 result.append(entry)
             return result
 
+    def get(self, name):
+        """A snapshot (name, expr, value, error) of one variable, or None."""
+        with self._lock:
+            var = self._table.get(name)
+            if var is None:
+                return None
+            return _VariableView(var.name, var.expr, var.value, var.error)
+
     @property
     def generation(self):
         return self._table.generation
+
+
+class _VariableView:
+    def __init__(self, name, expr, value, error):
+        self.name = name
+        self.expr = expr
+        self.value = value
+        self.error = error
 
 
 __all__ = ["VariableService", "VariableError", "json_number"]
