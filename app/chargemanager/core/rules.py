@@ -29,7 +29,7 @@ class RuleError(Exception):
     """A rule that cannot be compiled: `index` in the list and a message."""
 
     def __init__(self, message, index=None):
-        Exception.__init__(self, message)
+        super().__init__(message)
         self.message = message
         self.index = index
 

@@ -355,6 +355,44 @@ class Decision:
         return cls(SiteFigures.from_dict(d.get("site") or {}), evses, d.get("errors"))
 
 
+def _phase_currents(quantities):
+    values = [quantities.get("current_l1_ma"), quantities.get("current_l2_ma"), quantities.get("current_l3_ma")]
+    if values[0] is None:
+        return None
+    return values
+
+
+def snapshot_from_readings(plan, readings, now_ms, minute_of_day=None, weekday=None, overrides=None,
+                           reset_max_overdraft=False):
+    """Build a tick snapshot from the ReadingBoard's `{dev_id: (quantities, taken_ms, max_age_ms)}`.
+
+    Meter quantities: `current_l1_ma`.. `current_l3_ma` and/or `power_w`. EVSE quantities: the same, plus
+    `online` and `wants` (true when a car is connected and may charge). A grid meter that lacks a phase's current
+    is read by its power instead, so a missing value never becomes 0 A."""
+    meters = {}
+    for dev_id, _ in plan.grid_meters:
+        entry = readings.get(dev_id)
+        if entry is None:
+            continue
+        quantities, taken_ms, _ = entry
+        currents = _phase_currents(quantities)
+        if currents is not None and None in currents[:plan.site_phase_count]:
+            currents = None
+        meters[dev_id] = {"current_ma": currents, "power_w": quantities.get("power_w"),
+                          "age_ms": now_ms - taken_ms}
+    evses = {}
+    for ev in plan.evses:
+        entry = readings.get(ev.dev_id)
+        if entry is None:
+            continue
+        quantities, taken_ms, _ = entry
+        evses[ev.dev_id] = {"online": bool(quantities.get("online", True)), "wants": bool(quantities.get("wants")),
+                            "current_ma": _phase_currents(quantities), "power_w": quantities.get("power_w"),
+                            "age_ms": now_ms - taken_ms}
+    return {"time": {"minute_of_day": minute_of_day, "weekday": weekday}, "meters": meters, "evses": evses,
+            "overrides": overrides or {}, "reset_max_overdraft": reset_max_overdraft}
+
+
 def _reading_grid_ma(reading, grid_phases, voltage_v):
     """A reading's current on grid phases (three mA values): per-phase currents, or power spread evenly."""
     currents = reading.get("current_ma")
