@@ -12,6 +12,7 @@ This module is pure (MicroPython-compatible).
 from chargemanager.core.schema import (
     Bool, Enum, Field, List, Nullable, Number, NumberOrFormula, Object, String, validate, defaults,
 )
+from chargemanager.core.rules import Rule, RuleError
 
 CONFIG_VERSION = 1
 
@@ -43,7 +44,56 @@ SITE = Object([
     Field("min_pause_s", Number(minimum=0, maximum=3600, integer=True), 300,
           "Minimum time an EVSE stays paused before it may start again, in s (relays and cars dislike rapid "
           "on/off)."),
+    # Load management (docs/load-management.md).
+    Field("phases", Number(minimum=1, maximum=3, integer=True), 3,
+          "Phases of the house connection (1 or 3; power limits are spread evenly over them)."),
+    Field("fallback_current_ma", Number(minimum=0, maximum=1000000, integer=True), 6000,
+          "Current per phase in mA that all EVSEs together may use while the grid meter reading is missing or "
+          "stale, or while a site limit formula cannot be evaluated (never more than limit - reserve)."),
+    Field("meter_max_age_ms", Number(minimum=100, maximum=3600000, integer=True), 10000,
+          "A grid meter reading older than this (ms) is unknown: the fallback budget applies."),
+    Field("evse_max_age_ms", Number(minimum=100, maximum=3600000, integer=True), 60000,
+          "An EVSE current reading older than this (ms) counts as 0 A of EV load (so house load is "
+          "over-, never under-estimated)."),
+    Field("overdraft_delay_s", Number(minimum=0, maximum=600, integer=True), 15,
+          "An overdraft (measured draw above limit - reserve) must last this long (s) before the available "
+          "current is cut; it lets cars settle after a lower limit."),
+    Field("overdraft_hold_s", Number(minimum=0, maximum=86400, integer=True), 300,
+          "How long (s) the available current stays cut by the overdraft (to let the fuse cool down)."),
+    Field("ramp_ma_per_s", Number(minimum=0, maximum=100000, integer=True), 0,
+          "Largest rise of an EVSE's current per second in mA (0: raise at once). Lower limits always apply at "
+          "once."),
+    Field("current_step_ma", Number(minimum=1, maximum=10000, integer=True), 100,
+          "Grants are rounded down to multiples of this (mA), so small load changes do not resend profiles."),
 ], "The site: the house connection and the control loop.")
+
+def _check_rule(clean, path, errors):
+    try:
+        Rule(clean)
+    except RuleError as exc:
+        errors.append({"field": path, "error": exc.message})
+
+
+RULE_TIME = Object([
+    Field("from", String(max_length=5, min_length=4), "00:00", "Start of the window, `HH:MM` local time."),
+    Field("to", String(max_length=5, min_length=4), "24:00",
+          "End of the window, `HH:MM` (not after `from`: the window runs past midnight)."),
+    Field("weekdays", List(Number(minimum=1, maximum=7, integer=True), max_items=7), [],
+          "Weekdays the window starts on, 1 = Monday … 7 = Sunday (empty: every day)."),
+], "A time window.")
+
+RULE = Object([
+    Field("enabled", Bool(), True, "A disabled rule is skipped."),
+    Field("condition", String(max_length=1024), "",
+          "A formula, e.g. `TARIF == 1`; the rule applies while it is true (non-zero). Empty: always."),
+    Field("time", Nullable(RULE_TIME), None, "Optional time window; the rule applies only inside it."),
+    Field("action", Enum(("set", "limit", "pause")), "limit",
+          "`set`: charge with this current/power (replaces earlier rules), `limit`: at most this, `pause`: no "
+          "charging."),
+    Field("current_ma", Nullable(NumberOrFormula(minimum=0)), None, "Current per phase in mA for set/limit."),
+    Field("power_w", Nullable(NumberOrFormula(minimum=0)), None, "Power in W for set/limit (the lower binds)."),
+    Field("stop", Bool(), False, "Evaluate no further rules once this one applied."),
+], "A charging rule.", check_whole=_check_rule)
 
 GATEWAY = Object([
     Field("url", String(max_length=512), "",
@@ -74,7 +124,7 @@ EVSE = Object([
           "Maximum charging power in W, a number or a formula (null: no power limit)."),
     Field("prio", Number(minimum=0, maximum=100, integer=True), 1, "Priority; higher is served first."),
     Field("mode", Enum(("active", "monitor")), "active", "`monitor`: observe only, send no limits."),
-    Field("rules", List(Object([], "A charging rule."), max_items=32), [], "Charging rules, in order."),
+    Field("rules", List(RULE, max_items=32), [], "Charging rules, evaluated in order (docs/load-management.md)."),
     Field("gateway", GATEWAY, {}, "OCPP gateway settings."),
 ], "An EVSE (wallbox connector).")
 
@@ -86,6 +136,8 @@ METER = Object([
           required=True),
     Field("role", Enum(("grid", "evse", "other")), "grid",
           "`grid`: measures the whole house connection; `evse`: measures one EVSE; `other`: shown only."),
+    Field("max_age_ms", Nullable(Number(minimum=100, maximum=3600000, integer=True)), None,
+          "A reading older than this (ms) is unknown (null: `site.meter_max_age_ms`)."),
 ], "A meter.")
 
 OCPP_SERVER = Object([
