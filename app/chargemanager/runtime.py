@@ -20,10 +20,10 @@ from chargemanager.adapters.http_api import (
     register_variable_commands,
 )
 from chargemanager.adapters.http_server import HttpServer
+from chargemanager.adapters.load_manager import LoadManager
 from chargemanager.adapters.readings import ReadingBoard
 from chargemanager.adapters.store import CONFIG_FILE, DataStore
 from chargemanager.adapters.variable_service import VariableService
-from chargemanager.core.config_formulas import ConfigFormulas
 from chargemanager.core.formula import UnknownName, FormulaError
 from chargemanager.core.variables import name_key
 from chargemanager.shim.clock import monotonic_ms, wall_time_s
@@ -60,13 +60,11 @@ class Runtime:
         self.tick_count = 0
         self.last_tick_cpu_ms = 0.0
         self.values = {}
-        self.config_formulas = ConfigFormulas(self.config)
-        self.limits = {"site": {}, "evses": {}}   # this tick's values of the configuration's formula fields
-        self.limit_errors = {}
         register_variable_commands(self.commands, self.variables)
         register_password_command(self.commands, self.auth)
         register_config_commands(self.commands, self)
         register_status_command(self.commands, self)
+        self.load_manager = LoadManager(self)
         self.http = None
 
     # --- formula names beyond variables ---------------------------------------------------------------------
@@ -104,12 +102,10 @@ class Runtime:
     # --- configuration --------------------------------------------------------------------------------------
     def apply_config(self, clean):
         """Store a validated document, then switch to it; a failed write leaves the old one in force."""
-        formulas = ConfigFormulas(clean)
         with self._config_lock:
             self.store.save_config(clean)
             old = self.config
             self.config = clean
-            self.config_formulas = formulas
         for listener in self.config_listeners:
             try:
                 listener(clean, old)
@@ -125,8 +121,6 @@ class Runtime:
             "tick_count": self.tick_count,
             "tick_cpu_ms": round(self.last_tick_cpu_ms, 3),
             "admin_password_set": self.auth.password_set,
-            "limits": self.limits,
-            "limit_errors": self.limit_errors,
         }
         for name, provider in list(self.status_providers.items()):
             try:
@@ -141,7 +135,6 @@ class Runtime:
         now_ms = monotonic_ms() if now_ms is None else now_ms
         started = time.process_time()
         self.values = self.variables.evaluate()
-        self.limits, self.limit_errors = self.config_formulas.evaluate(self.formula_lookup)
         for hook in list(self.tick_hooks):
             try:
                 hook(now_ms, self.values)

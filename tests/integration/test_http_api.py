@@ -124,19 +124,22 @@ def test_sigterm_stops_cleanly(manager):
 
 
 def test_variable_write_wakes_the_loop_and_limits_follow(manager):
-    """With a 60 s tick, only the wake-up on a write can make the loop run again."""
+    """With a 60 s tick, only the wake-up on a write can make the loop run again; the site limit follows
+    `55000 * AVAIL / 100` (W, over 3 phases at 230 V) at once."""
     import time as _time
+    from chargemanager.core.limits import limit_power_to_current_ma
     config = cnf(manager, "cmd=get_config")[2]["config"]
     config["site"]["tick_ms"] = 60000
     config["site"]["max_power_w"] = "55000 * AVAIL / 100"
+    config["site"]["max_current_ma"] = 100000
     assert cnf(manager, "cmd=set_config", method="POST", body=config)[0] == 200
-    for avail, expected in ((50, 27500), (0, 0), (100, 55000)):
+    for avail in (50, 0, 100):
+        expected = limit_power_to_current_ma(55000 * avail // 100, 230, 3)
         cnf(manager, "cmd=set_cm_vars&name=AVAIL&val=%d" % avail)
         deadline = _time.monotonic() + 10
         while _time.monotonic() < deadline:
-            status = cnf(manager, "cmd=get_status")[2]
-            if status["limits"]["site"].get("max_power_w") == expected:
+            site = cnf(manager, "cmd=get_dev_info")[2]["params"]
+            if site.get("limit_ma") == [expected] * 3:
                 break
             _time.sleep(0.02)
-        assert status["limits"]["site"]["max_power_w"] == expected, status
-    assert status["limit_errors"] == {}
+        assert site["limit_ma"] == [expected] * 3 and site["limit_reason"] == "grid_operator", site
