@@ -1,0 +1,410 @@
+"""OCPP server against real websockets peers over loopback: charge points built on the Python `ocpp` package and raw
+websocket clients for malformed frames. Test names follow the OCTT 1.6 CSMS cases where one exists."""
+
+import asyncio
+import base64
+import json
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from chargemanager.adapters.ocpp_server import OcppServer
+from ocpp_pybox import close_box, open_box
+
+EVSES = [
+    {"dev_id": "E1", "type": "ocpp16", "address": "BOX1", "id": 1, "phases": 3},
+    {"dev_id": "E2", "type": "ocpp16", "address": "BOX2", "id": 1, "phases": 1, "stack_level_zero": True},
+    {"dev_id": "E3", "type": "ocpp16", "address": "BOX3", "id": 1, "phases": 3, "mode": "monitor"},
+    {"dev_id": "E4", "type": "ocpp16", "address": "TWIN", "id": 1, "phases": 3},
+    {"dev_id": "E5", "type": "ocpp16", "address": "TWIN", "id": 2, "phases": 3},
+]
+
+
+@pytest.fixture
+def server():
+    srv = OcppServer(EVSES, host="127.0.0.1", port=0)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def pw_server():
+    srv = OcppServer(EVSES, host="127.0.0.1", port=0, password="0123456789abcdef0123")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 20))
+
+
+async def _raw(port, cbid, subprotocols=("ocpp1.6",), headers=None):
+    return await connect("ws://127.0.0.1:%d/%s" % (port, cbid), subprotocols=list(subprotocols),
+                         additional_headers=headers, compression=None)
+
+
+async def _raw_boot(ws):
+    await ws.send(json.dumps([2, "boot-1", "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"}]))
+    reply = json.loads(await ws.recv())
+    assert reply[:2] == [3, "boot-1"] and reply[2]["status"] == "Accepted"
+
+
+async def _recv_until_result(ws, msg_id):
+    """Receive frames (answering the server's CALLs with CALLERROR NotSupported) until the answer to msg_id."""
+    while True:
+        msg = json.loads(await ws.recv())
+        if msg[0] == 2:
+            await ws.send(json.dumps([4, msg[1], "NotSupported", "", {}]))
+            continue
+        if msg[1] == msg_id:
+            return msg
+
+
+def _profile_limit(profile):
+    return profile["charging_schedule"]["charging_schedule_period"][0]["limit"]
+
+
+def test_tc_001_cold_boot_and_default_zero_profile(server):
+    async def main():
+        box, ws, task = await open_box(server.port, "BOX1")
+        res = await box.boot()
+        assert res.status == "Accepted" and res.interval > 0
+        assert res.current_time.endswith("Z")
+        connector, profile = await box.profiles.get()
+        assert connector == 1
+        assert profile["charging_profile_purpose"] == "TxDefaultProfile"
+        assert profile["stack_level"] == 8  # the box's ChargeProfileMaxStackLevel
+        assert profile["charging_schedule"]["charging_rate_unit"] == "A"
+        assert _profile_limit(profile) == 0
+        assert box.calls[0] == "GetConfiguration"
+        from ocpp.v16 import call
+        await box.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Preparing"))
+        hb = await box.call(call.Heartbeat())
+        assert hb.current_time.endswith("Z")
+        await close_box(ws, task)
+
+    run(main())
+    state = server.snapshot()["E1"]
+    assert state["status"] == "Preparing"
+    assert state["profile"] == {"unit": "A", "limit": 0.0, "stack_level": 8}
+
+
+def test_tc_056_limit_change_arrives_as_new_profile_only_when_changed(server):
+    async def main():
+        box, ws, task = await open_box(server.port, "BOX1")
+        await box.boot()
+        _, first = await box.profiles.get()
+        assert _profile_limit(first) == 0
+        server.set_limits({"E1": 16000})
+        _, second = await box.profiles.get()
+        assert _profile_limit(second) == 16.0
+        assert second["charging_profile_id"] == first["charging_profile_id"]
+        server.set_limits({"E1": 16000})  # unchanged: nothing is sent
+        server.set_limits({"E1": 10550})
+        _, third = await box.profiles.get()
+        assert _profile_limit(third) == 10.5  # rounded down, never above the grant
+        assert box.profiles.empty()
+        await close_box(ws, task)
+
+    run(main())
+
+
+def test_limits_resent_after_reconnect(server):
+    async def main():
+        box, ws, task = await open_box(server.port, "BOX1")
+        await box.boot()
+        await box.profiles.get()
+        server.set_limits({"E1": 8000})
+        _, p = await box.profiles.get()
+        assert _profile_limit(p) == 8.0
+        await close_box(ws, task)
+        # reconnect without a new BootNotification (OCPP-J §5.4): the limit comes again
+        box, ws, task = await open_box(server.port, "BOX1")
+        _, p = await box.profiles.get()
+        assert _profile_limit(p) == 8.0
+        await close_box(ws, task)
+
+    run(main())
+
+
+def test_stack_level_zero_option_and_power_unit(server):
+    async def main():
+        box, ws, task = await open_box(server.port, "BOX2", config={
+            "ChargeProfileMaxStackLevel": "3", "ChargingScheduleAllowedChargingRateUnit": "Power"})
+        await box.boot()
+        server.set_limits({"E2": 10000})
+        _, p = await box.profiles.get()
+        if _profile_limit(p) == 0:
+            _, p = await box.profiles.get()
+        assert p["stack_level"] == 0
+        assert p["charging_schedule"]["charging_rate_unit"] == "W"
+        assert _profile_limit(p) == 2300  # 230 V x 10 A x 1 phase
+        await close_box(ws, task)
+
+    run(main())
+
+
+def test_rejected_stack_level_falls_back_to_zero(server):
+    async def main():
+        box, ws, task = await open_box(server.port, "BOX1", reject_stack_above=0)
+        await box.boot()
+        _, p = await box.profiles.get()
+        assert p["stack_level"] == 0 and _profile_limit(p) == 0
+        await close_box(ws, task)
+
+    run(main())
+    assert any("stack level 0" in text for _, text in server.stations["BOX1"].events)
+
+
+def test_monitor_mode_sends_no_profile(server):
+    async def main():
+        box, ws, task = await open_box(server.port, "BOX3")
+        await box.boot()
+        server.set_limits({"E3": 16000})
+        # a Heartbeat round trip after the limit: anything the server would send has been sent by then
+        from ocpp.v16 import call
+        await box.call(call.Heartbeat())
+        await box.call(call.Heartbeat())
+        assert box.profiles.empty()
+        await close_box(ws, task)
+
+    run(main())
+
+
+def test_twin_box_one_profile_per_connector(server):
+    async def main():
+        box, ws, task = await open_box(server.port, "TWIN")
+        await box.boot()
+        got = {}
+        for _ in range(2):
+            cid, p = await box.profiles.get()
+            got[cid] = p
+        assert sorted(got) == [1, 2]
+        assert got[1]["charging_profile_id"] != got[2]["charging_profile_id"]
+        server.set_limits({"E5": 6000})
+        cid, p = await box.profiles.get()
+        assert cid == 2 and _profile_limit(p) == 6.0
+        await close_box(ws, task)
+
+    run(main())
+
+
+def test_clear_profiles_command(server):
+    async def main():
+        box, ws, task = await open_box(server.port, "BOX1")
+        await box.boot()
+        await box.profiles.get()
+        result = await asyncio.to_thread(server.clear_profiles, "BOX1")
+        assert result == {"status": "Accepted"}
+        assert await box.clears.get() == {}
+        await close_box(ws, task)
+
+    run(main())
+    assert server.clear_profiles("BOX1") == {"error": "not connected"}
+
+
+def test_transaction_and_meter_values_reach_the_snapshot(server):
+    from ocpp.v16 import call
+
+    async def main():
+        box, ws, task = await open_box(server.port, "BOX1")
+        await box.boot()
+        start = call.StartTransaction(connector_id=1, id_tag="TAG1", meter_start=1000,
+                                      timestamp="2026-01-01T10:00:00Z")
+        r1 = await box.call(start)
+        r2 = await box.call(start)  # resent before the answer was seen: same transaction (A4 #8)
+        assert r1.transaction_id == r2.transaction_id
+        assert r1.id_tag_info["status"] == "Accepted"
+        await box.call(call.MeterValues(connector_id=1, transaction_id=r1.transaction_id, meter_value=[{
+            "timestamp": "2026-01-01T10:00:10Z",
+            "sampledValue": [
+                {"value": "15.9", "measurand": "Current.Import", "phase": "L1", "unit": "A"},
+                {"value": "16.1", "measurand": "Current.Import", "phase": "L2", "unit": "A"},
+                {"value": "0", "measurand": "Current.Import", "phase": "L3", "unit": "A"},
+                {"value": "7.4", "measurand": "Power.Active.Import", "unit": "kW"},
+                {"value": "1.5", "measurand": "Energy.Active.Import.Register", "unit": "kWh"},
+            ]}]))
+        state = server.snapshot()["E1"]
+        assert state["transaction"]["transaction_id"] == r1.transaction_id
+        assert state["current_ma"] == [15900, 16100, 0]
+        assert state["power_w"] == 7400 and state["energy_wh"] == 1500
+        stop = await box.call(call.StopTransaction(meter_stop=2000, timestamp="2026-01-01T11:00:00Z",
+                                                   transaction_id=r1.transaction_id, id_tag="TAG1"))
+        assert stop.id_tag_info["status"] == "Accepted"
+        # StopTransaction for an unknown id is still answered (A4 #6-7)
+        stop = await box.call(call.StopTransaction(meter_stop=2000, timestamp="2026-01-01T11:00:00Z",
+                                                   transaction_id=-1))
+        assert stop.id_tag_info is None
+        await close_box(ws, task)
+
+    run(main())
+    state = server.snapshot()["E1"]
+    assert state["transaction"] is None and state["energy_wh"] == 2000
+    assert state["connected"] is False
+
+
+def test_other_notifications_answered(server):
+    from ocpp.v16 import call
+
+    async def main():
+        box, ws, task = await open_box(server.port, "BOX1")
+        await box.boot()
+        await box.call(call.Authorize(id_tag="TAG"))
+        r = await box.call(call.DataTransfer(vendor_id="com.example", message_id="x", data="y"))
+        assert r.status == "UnknownVendorId"
+        await box.call(call.DiagnosticsStatusNotification(status="Idle"))
+        await box.call(call.FirmwareStatusNotification(status="Idle"))
+        await box.call(call.SecurityEventNotification(type="StartupOfTheDevice", timestamp="2026-01-01T00:00:00Z",
+                                                              tech_info="power on"))
+        await close_box(ws, task)
+
+    run(main())
+    assert any("StartupOfTheDevice" in text for _, text in server.stations["BOX1"].events)
+
+
+def test_tc_085_wrong_password_refused(pw_server):
+    async def main():
+        with pytest.raises(InvalidStatus) as e:
+            await open_box(pw_server.port, "BOX1", password="wrong-password-123")
+        assert e.value.response.status_code == 401
+        with pytest.raises(InvalidStatus) as e:
+            await open_box(pw_server.port, "BOX1")  # no credentials
+        assert e.value.response.status_code == 401
+        # right password under another ChargeBox ID's name (username must equal the id)
+        token = base64.b64encode(b"BOX2:0123456789abcdef0123").decode()
+        with pytest.raises(InvalidStatus) as e:
+            await _raw(pw_server.port, "BOX1", headers={"Authorization": "Basic " + token})
+        assert e.value.response.status_code == 401
+        with pytest.raises(InvalidStatus) as e:
+            await _raw(pw_server.port, "BOX1", headers={"Authorization": "Basic bm9jb2xvbg=="})  # "nocolon"
+        assert e.value.response.status_code == 401
+        box, ws, task = await open_box(pw_server.port, "BOX1", password="0123456789abcdef0123")
+        assert (await box.boot()).status == "Accepted"
+        await close_box(ws, task)
+
+    run(main())
+
+
+def test_unknown_chargebox_id_refused_404_and_listed(server):
+    async def main():
+        with pytest.raises(InvalidStatus) as e:
+            await _raw(server.port, "STRANGER")
+        assert e.value.response.status_code == 404
+        with pytest.raises(InvalidStatus) as e:
+            await _raw(server.port, "")
+        assert e.value.response.status_code == 404
+
+    run(main())
+    seen = server.seen_unconfigured()
+    assert [s["chargebox_id"] for s in seen] == ["STRANGER"] and seen[0]["count"] == 1
+
+
+def test_tc_088_subprotocol_negotiation(server):
+    async def main():
+        for offered in ((), ("ocpp0.1",)):
+            with pytest.raises(InvalidStatus) as e:
+                await _raw(server.port, "BOX1", subprotocols=offered)
+            assert e.value.response.status_code == 400
+        ws = await _raw(server.port, "BOX1", subprotocols=("ocpp0.1", "ocpp1.6"))
+        assert ws.subprotocol == "ocpp1.6"
+        await ws.close()
+
+    run(main())
+
+
+def test_security_error_before_boot(server):
+    async def main():
+        ws = await _raw(server.port, "BOX2")
+        await ws.send('[2, "h1", "Heartbeat", {}]')
+        assert json.loads(await ws.recv())[:3] == [4, "h1", "SecurityError"]
+        await _raw_boot(ws)
+        await ws.send('[2, "h2", "Heartbeat", {}]')
+        assert (await _recv_until_result(ws, "h2"))[0] == 3
+        await ws.close()
+
+    run(main())
+
+
+BAD_FRAMES = [
+    # (frame, expected CALLERROR id, expected code); REFERENCE A7 minimum bad-input set
+    ("this is not json", "-1", "FormationViolation"),
+    ('{"not": "an array"}', "-1", "FormationViolation"),
+    ("[]", "-1", "FormationViolation"),
+    ('[2, "m1"]', "m1", "FormationViolation"),
+    ('[2, "m2", "Heartbeat"]', "m2", "FormationViolation"),
+    ('[2, "m3", "Heartbeat", {}, {}, {}]', "m3", "FormationViolation"),
+    ('[2, 42, "Heartbeat", {}]', "-1", "FormationViolation"),
+    ('[2, "%s", "Heartbeat", {}]' % ("x" * 37), "x" * 37, "FormationViolation"),
+    ('[2, "m4", "Heartbeat", null]', "m4", "FormationViolation"),
+    ('[2, "m5", "MakeCoffee", {}]', "m5", "NotImplemented"),
+    ('[2, "m6", "StatusNotification", {"connectorId": 1, "status": "Available"}]', "m6", "ProtocolError"),
+    ('[2, "m7", "StatusNotification", {"connectorId": "one", "errorCode": "NoError", "status": "Available"}]',
+     "m7", "TypeConstraintViolation"),
+    ('[2, "m8", "StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Sleeping"}]',
+     "m8", "PropertyConstraintViolation"),
+    ('[2, "m9", "Heartbeat", {"extra": 1}]', "m9", "FormationViolation"),
+    ('[2, "m10", "MeterValues", {"connectorId": 1, "meterValue": []}]', "m10", "OccurenceConstraintViolation"),
+    ('[2, "m11", "Authorize", {"idTag": "%s"}]' % ("T" * 21), "m11", "TypeConstraintViolation"),
+    ('[2, "m12", "StartTransaction", {"connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": "yesterday"}]',
+     "m12", "PropertyConstraintViolation"),
+    ('[2, "m13", "Reset", {"type": "Hard"}]', "m13", "NotSupported"),
+]
+
+
+def test_malformed_frames_get_the_right_callerror_and_connection_stays_usable(server):
+    async def main():
+        ws = await _raw(server.port, "BOX1")
+        await _raw_boot(ws)
+        for frame, want_id, want_code in BAD_FRAMES:
+            await ws.send(frame)
+            reply = await _recv_until_result(ws, want_id)
+            assert reply[0] == 4 and reply[2] == want_code, (frame, reply)
+            assert isinstance(reply[3], str) and isinstance(reply[4], dict)
+        # unknown MessageTypeIds are ignored: no answer; a Heartbeat right after is answered first
+        for kind in (0, 1, 5, 99):
+            await ws.send(json.dumps([kind, "u%d" % kind, "Heartbeat", {}]))
+        await ws.send(b"\x00\x01binary")
+        await ws.send('[2, "after", "Heartbeat", {}]')
+        binary_reply = await _recv_until_result(ws, "-1")
+        assert binary_reply[2] == "FormationViolation"
+        reply = await _recv_until_result(ws, "after")
+        assert reply[0] == 3 and reply[2]["currentTime"].endswith("Z")
+        await ws.close()
+
+    run(main())
+
+
+def test_oversized_message_closes_with_1009():
+    srv = OcppServer(EVSES, host="127.0.0.1", port=0, max_message_bytes=4096)
+    srv.start()
+    try:
+        async def main():
+            ws = await _raw(srv.port, "BOX1")
+            await _raw_boot(ws)
+            await ws.send(json.dumps([2, "big", "DataTransfer", {"vendorId": "x", "data": "y" * 5000}]))
+            with pytest.raises(Exception):
+                while True:
+                    await ws.recv()
+            assert ws.close_code == 1009
+
+        run(main())
+    finally:
+        srv.stop()
+
+
+def test_new_connection_replaces_half_open_one(server):
+    async def main():
+        old = await _raw(server.port, "BOX1")
+        await _raw_boot(old)
+        # the old link is never closed by the client (half-open from the server's view); a new one takes over
+        box, ws, task = await open_box(server.port, "BOX1")
+        _, p = await box.profiles.get()  # boot known: no new BootNotification needed
+        assert _profile_limit(p) == 0
+        await old.wait_closed()
+        assert old.close_code == 1000
+        await close_box(ws, task)
+
+    run(main())
