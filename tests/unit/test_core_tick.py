@@ -3,6 +3,7 @@
 import json
 
 from chargemanager.core.config import validate_config
+from chargemanager.core.config_formulas import ConfigFormulas
 from chargemanager.core.formula import UnknownName
 from chargemanager.core.tick import (
     REASONS, Decision, State, prepare, reset_max_overdraft, snapshot_from_readings, tick,
@@ -93,7 +94,7 @@ def test_evse_max_formula_error_falls_back_to_its_minimum():
     decision, _ = tick(plan, {}, _wants("E1"), None, 0)
     assert decision.evses["E1"].current_ma == 6000
     assert decision.evses["E1"].reason == "formula_error"
-    assert decision.evses["E1"].errors == ["E1.max_current_ma: unknown name 'EMAX'"]
+    assert decision.evses["E1"].errors == ["evses.E1.max_current_ma: unknown name 'EMAX'"]
     decision, _ = tick(plan, {"EMAX": 10}, _wants("E1"), None, 0)
     assert decision.evses["E1"].current_ma == 10000
 
@@ -207,3 +208,32 @@ def test_snapshot_from_readings():
     decision, _ = tick(plan, {}, snapshot, None, 1000)
     assert decision.evses["E2"].reason == "offline"
     assert decision.evses["E1"].current_ma > 0
+
+
+def test_limits_evaluated_by_the_runtime_are_used():
+    doc = {"site": {"max_current_ma": "IMAX", "max_power_w": 100000},
+           "evses": [{"dev_id": "E1", "address": "B1", "max_current_ma": "EMAX"}]}
+    config, errors = validate_config(doc)
+    assert errors == []
+    plan = prepare(config)
+    formulas = ConfigFormulas(config)
+
+    def lookup(name):
+        table = {"IMAX": 20000, "EMAX": 13000}
+        if name not in table:
+            raise UnknownName(name)
+        return table[name]
+    limits, limit_errors = formulas.evaluate(lookup)
+    assert limit_errors == {}
+    decision, _ = tick(plan, {}, _wants("E1"), None, 0, limits)
+    assert decision.evses["E1"].current_ma == 13000
+    assert decision.evses["E1"].reason == "evse_max"
+    limits, limit_errors = formulas.evaluate(lambda name: 20000 if name == "IMAX" else lookup("X"))
+    assert "evses.E1.max_current_ma" in limit_errors
+    decision, _ = tick(plan, {}, _wants("E1"), None, 0, limits)
+    assert decision.evses["E1"].current_ma == 6000
+    assert decision.evses["E1"].reason == "formula_error"
+    limits = {"site": {"max_current_ma": None, "max_power_w": 100000}, "evses": {"E1": {"max_current_ma": 16000}}}
+    decision, _ = tick(plan, {}, _wants("E1"), None, 0, limits)
+    assert decision.site.get("limit_reason") == "formula_error"
+    assert decision.evses["E1"].current_ma == 6000

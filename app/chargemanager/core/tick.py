@@ -1,6 +1,6 @@
 """One control tick of the load management: readings in, per-EVSE limits out (SPEC §1, §10; issue 3 item 4).
 
-    decision, new_state = tick(config, values, snapshot, state, now_ms)
+    decision, new_state = tick(config, values, snapshot, state, now_ms, limits=None)
 
 Invariants and units:
 - Pure: no clock (`now_ms` is a monotonic time in ms passed in), no I/O, no globals; `state` is never mutated,
@@ -22,9 +22,11 @@ Inputs:
 - `config`: the validated configuration dict (`site`, `evses`, `meters`) or a Plan made from it by `prepare(config)`
   (compiles formulas and rules once; the runtime keeps one per configuration version).
 - `values`: a dict name -> number (None = that value has an error) or a callable lookup(name) that raises
-  `FormulaError`; variables (`AVAIL`, `TARIF`), device values (`M1.power_w`), inputs. A key `site.max_power_w`,
-  `site.max_current_ma`, `E1.max_current_ma` or `E1.max_power_w` given here is used as the evaluated setting
-  instead of evaluating the configured formula.
+  `FormulaError`; variables (`AVAIL`, `TARIF`), device values (`M1.power_w`), inputs. Rule formulas, and setting
+  formulas when `limits` is not given, are evaluated with it.
+- `limits` (optional): the configuration's formula fields already evaluated this tick, shaped as
+  `core.config_formulas.ConfigFormulas.evaluate()` returns them: {"site": {"max_power_w": n or None, ...},
+  "evses": {"E1": {"max_current_ma": n or None, ...}}}; None for a configured field means its formula failed.
 - `snapshot`: {"time": {"minute_of_day": 0..1439, "weekday": 1..7 (Monday = 1)},
                "meters": {"M1": {"current_ma": [l1, l2, l3], "power_w": n, "age_ms": n}},
                "evses": {"E1": {"online": bool, "wants": bool, "current_ma": [box L1, L2, L3], "power_w": n,
@@ -104,10 +106,12 @@ def _get(section, defaults, key):
 
 
 class _Setting:
-    """A setting that is a number or a formula, compiled once; `key` is its name in `values`."""
+    """A setting that is a number or a formula, compiled once; `section`/`dev_id`/`field` locate it in `limits`."""
 
-    def __init__(self, raw, key):
+    def __init__(self, raw, key, dev_id=None):
         self.key = key
+        self.dev_id = dev_id
+        self.field = key.rsplit(".", 1)[1]
         self.raw = raw
         self.formula = None
         self.error = None
@@ -118,15 +122,20 @@ class _Setting:
             except FormulaError as exc:
                 self.error = "%s: %s" % (key, exc)
 
-    def resolve(self, values, lookup):
+    def resolve(self, limits, lookup):
         """(value or None, error message or None)."""
         if self.raw is None:
             return None, None
-        if isinstance(values, dict) and self.key in values:
-            value = values[self.key]
-            if value is None:
-                return None, "%s has no value" % self.key
-            return value, None
+        if limits is not None:
+            if self.dev_id is None:
+                fields = limits.get("site") or {}
+            else:
+                fields = (limits.get("evses") or {}).get(self.dev_id) or {}
+            if self.field in fields:
+                value = fields[self.field]
+                if value is None:
+                    return None, "%s: no value this tick (its formula failed)" % self.key
+                return value, None
         if not self.is_formula:
             return self.raw, None
         if self.formula is None:
@@ -147,8 +156,8 @@ class EvsePlan:
         self.grid_phases = phase_set(_get(spec, EVSE_DEFAULTS, "l1_phase"), self.phases, site_phases)
         self.min_ma = int(_get(spec, EVSE_DEFAULTS, "min_current_ma"))
         raw_max = spec.get("max_current_ma", EVSE_DEFAULTS["max_current_ma"])
-        self.max_current = _Setting(raw_max, self.dev_id + ".max_current_ma")
-        self.max_power = _Setting(spec.get("max_power_w"), self.dev_id + ".max_power_w")
+        self.max_current = _Setting(raw_max, "evses.%s.max_current_ma" % self.dev_id, self.dev_id)
+        self.max_power = _Setting(spec.get("max_power_w"), "evses.%s.max_power_w" % self.dev_id, self.dev_id)
         self.prio = _get(spec, EVSE_DEFAULTS, "prio")
         self.monitor = _get(spec, EVSE_DEFAULTS, "mode") == "monitor"
         self.rules_error = None
@@ -412,7 +421,7 @@ def _add(total, part):
         total[p] += part[p]
 
 
-def tick(config, values, snapshot, state, now_ms):
+def tick(config, values, snapshot, state, now_ms, limits=None):
     """One load-management tick -> (Decision, new State). See the module docstring for the shapes."""
     plan = config if isinstance(config, Plan) else Plan(config)
     snapshot = snapshot or {}
@@ -428,13 +437,13 @@ def tick(config, values, snapshot, state, now_ms):
 
     # 1. Site limit per phase, and the reason for it.
     candidates = []
-    current_value, error = plan.max_current.resolve(values, lookup)
+    current_value, error = plan.max_current.resolve(limits, lookup)
     if error:
         site_errors.append(error)
         candidates.append((plan.fallback_ma, "formula_error"))
     elif current_value is not None:
         candidates.append((int(current_value), "grid_operator" if plan.max_current.is_formula else "fuse"))
-    power_value, error = plan.max_power.resolve(values, lookup)
+    power_value, error = plan.max_power.resolve(limits, lookup)
     if error:
         site_errors.append(error)
         candidates.append((plan.fallback_ma, "formula_error"))
@@ -572,13 +581,13 @@ def tick(config, values, snapshot, state, now_ms):
             continue
         override = overrides.get(ev.dev_id) or {}
         caps = []
-        value, error = ev.max_current.resolve(values, lookup)
+        value, error = ev.max_current.resolve(limits, lookup)
         if error:
             errors.append(error)
             caps.append((ev.min_ma, "formula_error"))
         elif value is not None:
             caps.append((int(value), "evse_max"))
-        value, error = ev.max_power.resolve(values, lookup)
+        value, error = ev.max_power.resolve(limits, lookup)
         if error:
             errors.append(error)
             caps.append((ev.min_ma, "formula_error"))
