@@ -237,3 +237,20 @@ def test_limits_evaluated_by_the_runtime_are_used():
     decision, _ = tick(plan, {}, _wants("E1"), None, 0, limits)
     assert decision.site.get("limit_reason") == "formula_error"
     assert decision.evses["E1"].current_ma == 6000
+
+
+def test_config_refuses_bad_rules_with_their_path():
+    base = {"dev_id": "E1", "address": "B"}
+    spec = dict(base, rules=[{"action": "pause"}, {"action": "limit"}])
+    _, errors = validate_config({"evses": [spec]})
+    assert errors == [{"field": "evses[0].rules[1]", "error": "action limit needs current_ma or power_w"}]
+    spec = dict(base, rules=[{"action": "pause", "time": {"from": "25:00", "to": "06:00"}}])
+    _, errors = validate_config({"evses": [spec]})
+    assert errors[0]["field"] == "evses[0].rules[0]"
+    assert "25:00" in errors[0]["error"]
+    spec = dict(base, rules=[{"action": "pause", "condition": "TARIF =="}])
+    _, errors = validate_config({"evses": [spec]})
+    assert errors[0]["field"] == "evses[0].rules[0]"
+    spec = dict(base, rules=[{"action": "pause", "time": {"weekdays": [0]}}])
+    _, errors = validate_config({"evses": [spec]})
+    assert errors[0]["field"] == "evses[0].rules[0].time.weekdays[0]"
