@@ -2,6 +2,7 @@
 
 from chargemanager.core.limits import (
     box_to_grid_ma, current_to_power_w, floor_step, limit_power_to_current_ma, load_power_to_current_ma, phase_set,
+    section_14a_min_power_w,
 )
 
 
@@ -36,3 +37,12 @@ def test_box_currents_land_on_grid_phases():
     assert box_to_grid_ma([16000, 0, 0], (1,)) == [0, 16000, 0]
     assert box_to_grid_ma([-300, None], (0, 1, 2)) == [0, 0, 0]
     assert box_to_grid_ma(None, (0, 1, 2)) == [0, 0, 0]
+
+
+def test_section_14a_minimum():
+    assert section_14a_min_power_w(0) == 0
+    assert section_14a_min_power_w(1) == 4200
+    assert section_14a_min_power_w(2) == 7560
+    assert section_14a_min_power_w(3) == 10500
+    assert section_14a_min_power_w(9) == 4200 + 8 * 1890
+    assert section_14a_min_power_w(20) == 4200 + 19 * 1890

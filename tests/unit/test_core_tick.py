@@ -254,3 +254,16 @@ def test_config_refuses_bad_rules_with_their_path():
     spec = dict(base, rules=[{"action": "pause", "time": {"weekdays": [0]}}])
     _, errors = validate_config({"evses": [spec]})
     assert errors[0]["field"] == "evses[0].rules[0].time.weekdays[0]"
+
+
+def test_reading_from_ocpp_state():
+    from chargemanager.core.tick import reading_from_ocpp_state
+    state = {"dev_id": "E1", "connected": True, "booted": True, "status": "SuspendedEVSE",
+             "current_ma": [0, 0, 0], "power_w": 0, "meter_age_ms": 1200}
+    assert reading_from_ocpp_state(state) == {"online": True, "wants": True, "current_ma": [0, 0, 0],
+                                              "power_w": 0, "age_ms": 1200}
+    state = dict(state, status="Available", meter_age_ms=None)
+    assert reading_from_ocpp_state(state) == {"online": True, "wants": False, "current_ma": None,
+                                              "power_w": None, "age_ms": 0}
+    assert reading_from_ocpp_state(dict(state, booted=False))["online"] is False
+    assert reading_from_ocpp_state(dict(state, connected=False))["online"] is False

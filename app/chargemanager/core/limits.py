@@ -71,3 +71,16 @@ def box_to_grid_ma(box_ma, phases_used):
             if value is not None and value > 0:
                 grid[phases_used[k]] += int(value)
     return grid
+
+
+# §14a EnWG (BNetzA BK6-22-300): simultaneity factor in percent for n controllable devices behind one energy manager.
+_GZF_PCT = {1: 100, 2: 80, 3: 75, 4: 70, 5: 65, 6: 60, 7: 55, 8: 50}
+
+
+def section_14a_min_power_w(devices):
+    """The least power (W) a grid operator's dimming must leave `devices` controllable consumers behind one
+    energy manager: 4200 W + (n - 1) x GZF x 4200 W (GZF 0.8 for 2 … 0.45 for 9 and more); 0 for none."""
+    if devices <= 0:
+        return 0
+    pct = _GZF_PCT.get(devices, 45)
+    return 4200 + (devices - 1) * pct * 42

@@ -40,6 +40,7 @@ from chargemanager.core.allocate import Demand, allocate
 from chargemanager.core.formula import FormulaError, UnknownName, compile_formula
 from chargemanager.core.limits import (
     box_to_grid_ma, floor_step, limit_power_to_current_ma, load_power_to_current_ma, phase_set,
+    section_14a_min_power_w,
 )
 from chargemanager.core.rules import RuleError, compile_rules, evaluate_rules
 
@@ -81,6 +82,7 @@ SITE_DEFAULTS = {
     "overdraft_hold_s": 300,
     "ramp_ma_per_s": 0,
     "current_step_ma": 100,
+    "section_14a": False,
 }
 
 EVSE_DEFAULTS = {
@@ -194,6 +196,14 @@ class Plan:
         self.evses = []
         for index, spec in enumerate(config.get("evses") or []):
             self.evses.append(EvsePlan(spec, index, self.site_phase_count))
+        # §14a EnWG: a limit from the grid operator (a formula) never dims the controllable EVSEs below the legal
+        # minimum; a formula that fails counts as "dimming active" and gives exactly that minimum.
+        self.floor_14a_ma = None
+        if _get(site, SITE_DEFAULTS, "section_14a"):
+            active = len([ev for ev in self.evses if not ev.monitor])
+            if active:
+                self.floor_14a_ma = limit_power_to_current_ma(section_14a_min_power_w(active), self.voltage_v,
+                                                              self.site_phase_count)
         self.grid_meters = []
         for meter in config.get("meters") or []:
             if meter.get("role", "grid") == "grid":
@@ -402,6 +412,23 @@ def snapshot_from_readings(plan, readings, now_ms, minute_of_day=None, weekday=N
             "overrides": overrides or {}, "reset_max_overdraft": reset_max_overdraft}
 
 
+# OCPP 1.6 ChargePointStatus values in which a car is plugged in and may take current. SuspendedEVSE is the box
+# waiting for us (our default profile allows 0 A): leaving it out would keep every new car at 0 A for ever.
+OCPP_WANTS_STATUSES = ("Preparing", "Charging", "SuspendedEVSE", "SuspendedEV")
+
+
+def reading_from_ocpp_state(state):
+    """A tick reading from the OCPP server's per-EVSE state dict (`connected`, `booted`, `status`, `current_ma`
+    [box L1, L2, L3], `power_w`, `meter_age_ms`): online once connected and booted, wanting current in
+    OCPP_WANTS_STATUSES; no meter value yet means no known draw."""
+    age = state.get("meter_age_ms")
+    return {"online": bool(state.get("connected")) and state.get("booted", True) is not False,
+            "wants": state.get("status") in OCPP_WANTS_STATUSES,
+            "current_ma": state.get("current_ma") if age is not None else None,
+            "power_w": state.get("power_w") if age is not None else None,
+            "age_ms": age if age is not None else 0}
+
+
 def _reading_grid_ma(reading, grid_phases, voltage_v):
     """A reading's current on grid phases (three mA values): per-phase currents, or power spread evenly."""
     currents = reading.get("current_ma")
@@ -414,6 +441,10 @@ def _reading_grid_ma(reading, grid_phases, voltage_v):
         for p in grid_phases:
             grid[p] += per_phase
     return grid
+
+
+def _above(value, floor):
+    return value if floor is None or value >= floor else floor
 
 
 def _add(total, part):
@@ -436,20 +467,28 @@ def tick(config, values, snapshot, state, now_ms, limits=None):
     voltage = plan.voltage_v
 
     # 1. Site limit per phase, and the reason for it.
+    floor_ma = plan.floor_14a_ma
+    failed_ma = plan.fallback_ma if floor_ma is None else floor_ma
     candidates = []
     current_value, error = plan.max_current.resolve(limits, lookup)
     if error:
         site_errors.append(error)
-        candidates.append((plan.fallback_ma, "formula_error"))
+        candidates.append((failed_ma, "formula_error"))
     elif current_value is not None:
-        candidates.append((int(current_value), "grid_operator" if plan.max_current.is_formula else "fuse"))
+        if plan.max_current.is_formula:
+            candidates.append((_above(int(current_value), floor_ma), "grid_operator"))
+        else:
+            candidates.append((int(current_value), "fuse"))
     power_value, error = plan.max_power.resolve(limits, lookup)
     if error:
         site_errors.append(error)
-        candidates.append((plan.fallback_ma, "formula_error"))
+        candidates.append((failed_ma, "formula_error"))
     elif power_value is not None:
-        candidates.append((limit_power_to_current_ma(power_value, voltage, nphases),
-                           "grid_operator" if plan.max_power.is_formula else "site_power"))
+        power_ma = limit_power_to_current_ma(power_value, voltage, nphases)
+        if plan.max_power.is_formula:
+            candidates.append((_above(power_ma, floor_ma), "grid_operator"))
+        else:
+            candidates.append((power_ma, "site_power"))
     if not candidates:
         candidates.append((plan.fallback_ma, "formula_error"))
     limit_one, limit_reason = candidates[0]
