@@ -3,7 +3,6 @@
 import json
 
 from chargemanager.core.config import validate_config
-from chargemanager.core.config_formulas import ConfigFormulas
 from chargemanager.core.formula import UnknownName
 from chargemanager.core.tick import (
     REASONS, Decision, State, prepare, reset_max_overdraft, snapshot_from_readings, tick,
@@ -210,33 +209,13 @@ def test_snapshot_from_readings():
     assert decision.evses["E1"].current_ma > 0
 
 
-def test_limits_evaluated_by_the_runtime_are_used():
-    doc = {"site": {"max_current_ma": "IMAX", "max_power_w": 100000},
-           "evses": [{"dev_id": "E1", "address": "B1", "max_current_ma": "EMAX"}]}
-    config, errors = validate_config(doc)
-    assert errors == []
-    plan = prepare(config)
-    formulas = ConfigFormulas(config)
-
-    def lookup(name):
-        table = {"IMAX": 20000, "EMAX": 13000}
-        if name not in table:
-            raise UnknownName(name)
-        return table[name]
-    limits, limit_errors = formulas.evaluate(lookup)
-    assert limit_errors == {}
-    decision, _ = tick(plan, {}, _wants("E1"), None, 0, limits)
-    assert decision.evses["E1"].current_ma == 13000
+def test_negative_formula_limits_count_as_zero():
+    plan = _plan({"max_current_ma": "IMAX", "max_power_w": 100000}, [{"dev_id": "E1", "max_current_ma": "EMAX"}])
+    decision, _ = tick(plan, {"IMAX": -5, "EMAX": 16000}, _wants("E1"), None, 0)
+    assert decision.site.get("limit_ma") == [0, 0, 0]
+    decision, _ = tick(plan, {"IMAX": 32000, "EMAX": -5}, _wants("E1"), None, 0)
+    assert decision.evses["E1"].current_ma == 0
     assert decision.evses["E1"].reason == "evse_max"
-    limits, limit_errors = formulas.evaluate(lambda name: 20000 if name == "IMAX" else lookup("X"))
-    assert "evses.E1.max_current_ma" in limit_errors
-    decision, _ = tick(plan, {}, _wants("E1"), None, 0, limits)
-    assert decision.evses["E1"].current_ma == 6000
-    assert decision.evses["E1"].reason == "formula_error"
-    limits = {"site": {"max_current_ma": None, "max_power_w": 100000}, "evses": {"E1": {"max_current_ma": 16000}}}
-    decision, _ = tick(plan, {}, _wants("E1"), None, 0, limits)
-    assert decision.site.get("limit_reason") == "formula_error"
-    assert decision.evses["E1"].current_ma == 6000
 
 
 def test_config_refuses_bad_rules_with_their_path():

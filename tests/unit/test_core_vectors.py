@@ -1,7 +1,6 @@
 """Runs the load-management scenarios in tests/vectors/loadmgmt/*.json (also under MicroPython).
 
-A vector: {"description", "config", "ticks": [{"inputs": {"now_ms", "values", "snapshot"[, "limits"]},
-"expected": {...}}]}; `limits` are pre-evaluated formula settings as core.config_formulas gives them.
+A vector: {"description", "config", "ticks": [{"inputs": {"now_ms", "values", "snapshot"}, "expected": {...}}]}.
 Each tick's `inputs` keys replace the previous tick's; missing keys carry over. `expected` is compared as a subset:
 only the keys it names are checked (recursively for objects, exactly for lists and numbers). The state goes
 through to_dict/json/from_dict between ticks, as a runtime that persists it would do.
@@ -49,11 +48,10 @@ def run_vector(name):
         return ["config: %r" % (errors,)]
     plan = prepare(config)
     state = None
-    inputs = {"now_ms": 0, "values": {}, "snapshot": {}, "limits": None}
+    inputs = {"now_ms": 0, "values": {}, "snapshot": {}}
     for index, step in enumerate(vector["ticks"]):
         inputs.update(step.get("inputs") or {})
-        decision, state = tick(plan, inputs["values"], inputs["snapshot"], state, inputs["now_ms"],
-                               inputs["limits"])
+        decision, state = tick(plan, inputs["values"], inputs["snapshot"], state, inputs["now_ms"])
         state = State.from_dict(json.loads(json.dumps(state.to_dict())))
         _mismatches(step["expected"], decision.to_dict(), "%s tick[%d]" % (name, index), problems)
     return problems

@@ -1,6 +1,6 @@
 """One control tick of the load management: readings in, per-EVSE limits out (SPEC §1, §10; issue 3 item 4).
 
-    decision, new_state = tick(config, values, snapshot, state, now_ms, limits=None)
+    decision, new_state = tick(config, values, snapshot, state, now_ms)
 
 Invariants and units:
 - Pure: no clock (`now_ms` is a monotonic time in ms passed in), no I/O, no globals; `state` is never mutated,
@@ -22,11 +22,9 @@ Inputs:
 - `config`: the validated configuration dict (`site`, `evses`, `meters`) or a Plan made from it by `prepare(config)`
   (compiles formulas and rules once; the runtime keeps one per configuration version).
 - `values`: a dict name -> number (None = that value has an error) or a callable lookup(name) that raises
-  `FormulaError`; variables (`AVAIL`, `TARIF`), device values (`M1.power_w`), inputs. Rule formulas, and setting
-  formulas when `limits` is not given, are evaluated with it.
-- `limits` (optional): the configuration's formula fields already evaluated this tick, shaped as
-  `core.config_formulas.ConfigFormulas.evaluate()` returns them: {"site": {"max_power_w": n or None, ...},
-  "evses": {"E1": {"max_current_ma": n or None, ...}}}; None for a configured field means its formula failed.
+  `FormulaError`; variables (`AVAIL`, `TARIF`), device values (`M1.power_w`), inputs. The formula settings
+  (`site.max_power_w`, `site.max_current_ma`, `evses[].max_current_ma`, `evses[].max_power_w`) and the rules are
+  evaluated with it.
 - `snapshot`: {"time": {"minute_of_day": 0..1439, "weekday": 1..7 (Monday = 1)},
                "meters": {"M1": {"current_ma": [l1, l2, l3], "power_w": n, "age_ms": n}},
                "evses": {"E1": {"online": bool, "wants": bool, "current_ma": [box L1, L2, L3], "power_w": n,
@@ -108,12 +106,10 @@ def _get(section, defaults, key):
 
 
 class _Setting:
-    """A setting that is a number or a formula, compiled once; `section`/`dev_id`/`field` locate it in `limits`."""
+    """A setting that is a number or a formula, compiled once; `key` names it in error messages."""
 
-    def __init__(self, raw, key, dev_id=None):
+    def __init__(self, raw, key):
         self.key = key
-        self.dev_id = dev_id
-        self.field = key.rsplit(".", 1)[1]
         self.raw = raw
         self.formula = None
         self.error = None
@@ -124,28 +120,19 @@ class _Setting:
             except FormulaError as exc:
                 self.error = "%s: %s" % (key, exc)
 
-    def resolve(self, limits, lookup):
-        """(value or None, error message or None)."""
+    def resolve(self, lookup):
+        """(value or None, error message or None); a negative result counts as 0."""
         if self.raw is None:
             return None, None
-        if limits is not None:
-            if self.dev_id is None:
-                fields = limits.get("site") or {}
-            else:
-                fields = (limits.get("evses") or {}).get(self.dev_id) or {}
-            if self.field in fields:
-                value = fields[self.field]
-                if value is None:
-                    return None, "%s: no value this tick (its formula failed)" % self.key
-                return value, None
         if not self.is_formula:
             return self.raw, None
         if self.formula is None:
             return None, self.error
         try:
-            return self.formula.evaluate(lookup), None
+            value = self.formula.evaluate(lookup)
         except FormulaError as exc:
             return None, "%s: %s" % (self.key, exc)
+        return (value if value > 0 else 0), None
 
 
 class EvsePlan:
@@ -158,8 +145,8 @@ class EvsePlan:
         self.grid_phases = phase_set(_get(spec, EVSE_DEFAULTS, "l1_phase"), self.phases, site_phases)
         self.min_ma = int(_get(spec, EVSE_DEFAULTS, "min_current_ma"))
         raw_max = spec.get("max_current_ma", EVSE_DEFAULTS["max_current_ma"])
-        self.max_current = _Setting(raw_max, "evses.%s.max_current_ma" % self.dev_id, self.dev_id)
-        self.max_power = _Setting(spec.get("max_power_w"), "evses.%s.max_power_w" % self.dev_id, self.dev_id)
+        self.max_current = _Setting(raw_max, "evses.%s.max_current_ma" % self.dev_id)
+        self.max_power = _Setting(spec.get("max_power_w"), "evses.%s.max_power_w" % self.dev_id)
         self.prio = _get(spec, EVSE_DEFAULTS, "prio")
         self.monitor = _get(spec, EVSE_DEFAULTS, "mode") == "monitor"
         self.rules_error = None
@@ -452,7 +439,7 @@ def _add(total, part):
         total[p] += part[p]
 
 
-def tick(config, values, snapshot, state, now_ms, limits=None):
+def tick(config, values, snapshot, state, now_ms):
     """One load-management tick -> (Decision, new State). See the module docstring for the shapes."""
     plan = config if isinstance(config, Plan) else Plan(config)
     snapshot = snapshot or {}
@@ -470,7 +457,7 @@ def tick(config, values, snapshot, state, now_ms, limits=None):
     floor_ma = plan.floor_14a_ma
     failed_ma = plan.fallback_ma if floor_ma is None else floor_ma
     candidates = []
-    current_value, error = plan.max_current.resolve(limits, lookup)
+    current_value, error = plan.max_current.resolve(lookup)
     if error:
         site_errors.append(error)
         candidates.append((failed_ma, "formula_error"))
@@ -479,7 +466,7 @@ def tick(config, values, snapshot, state, now_ms, limits=None):
             candidates.append((_above(int(current_value), floor_ma), "grid_operator"))
         else:
             candidates.append((int(current_value), "fuse"))
-    power_value, error = plan.max_power.resolve(limits, lookup)
+    power_value, error = plan.max_power.resolve(lookup)
     if error:
         site_errors.append(error)
         candidates.append((failed_ma, "formula_error"))
@@ -620,13 +607,13 @@ def tick(config, values, snapshot, state, now_ms, limits=None):
             continue
         override = overrides.get(ev.dev_id) or {}
         caps = []
-        value, error = ev.max_current.resolve(limits, lookup)
+        value, error = ev.max_current.resolve(lookup)
         if error:
             errors.append(error)
             caps.append((ev.min_ma, "formula_error"))
         elif value is not None:
             caps.append((int(value), "evse_max"))
-        value, error = ev.max_power.resolve(limits, lookup)
+        value, error = ev.max_power.resolve(lookup)
         if error:
             errors.append(error)
             caps.append((ev.min_ma, "formula_error"))
