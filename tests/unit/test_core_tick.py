@@ -235,14 +235,22 @@ def test_config_refuses_bad_rules_with_their_path():
     assert errors[0]["field"] == "evses[0].rules[0].time.weekdays[0]"
 
 
-def test_reading_from_ocpp_state():
-    from chargemanager.core.tick import reading_from_ocpp_state
+def test_quantities_from_ocpp_state_and_their_age():
+    from chargemanager.core.tick import quantities_from_ocpp_state
     state = {"dev_id": "E1", "connected": True, "booted": True, "status": "SuspendedEVSE",
-             "current_ma": [0, 0, 0], "power_w": 0, "meter_age_ms": 1200}
-    assert reading_from_ocpp_state(state) == {"online": True, "wants": True, "current_ma": [0, 0, 0],
-                                              "power_w": 0, "age_ms": 1200}
-    state = dict(state, status="Available", meter_age_ms=None)
-    assert reading_from_ocpp_state(state) == {"online": True, "wants": False, "current_ma": None,
-                                              "power_w": None, "age_ms": 0}
-    assert reading_from_ocpp_state(dict(state, booted=False))["online"] is False
-    assert reading_from_ocpp_state(dict(state, connected=False))["online"] is False
+             "current_ma": [1000, 2000, 3000], "power_w": 1380, "energy_wh": 5, "meter_age_ms": 1200}
+    q = quantities_from_ocpp_state(state)
+    assert q == {"online": True, "wants": True, "state": "SuspendedEVSE", "energy_wh": 5, "meter_age_ms": 1200,
+                 "power_w": 1380, "current_l1_ma": 1000, "current_l2_ma": 2000, "current_l3_ma": 3000}
+    plan = _plan({"max_current_ma": 32000, "max_power_w": 100000}, [{"dev_id": "E1"}])
+    snapshot = snapshot_from_readings(plan, {"E1": (q, 9000, 15000)}, 10000)
+    assert snapshot["evses"]["E1"]["age_ms"] == 2200
+    assert snapshot["evses"]["E1"]["current_ma"] == [1000, 2000, 3000]
+    q = quantities_from_ocpp_state(dict(state, status="Available", meter_age_ms=None))
+    assert q == {"online": True, "wants": False, "state": "Available", "energy_wh": 5}
+    assert quantities_from_ocpp_state(dict(state, booted=False))["online"] is False
+    assert quantities_from_ocpp_state(dict(state, connected=False))["online"] is False
+    for status in ("Preparing", "Charging", "SuspendedEV"):
+        assert quantities_from_ocpp_state(dict(state, status=status))["wants"] is True
+    for status in ("Available", "Finishing", "Faulted", "Unavailable", "Reserved"):
+        assert quantities_from_ocpp_state(dict(state, status=status))["wants"] is False

@@ -373,7 +373,8 @@ def snapshot_from_readings(plan, readings, now_ms, minute_of_day=None, weekday=N
     """Build a tick snapshot from the ReadingBoard's `{dev_id: (quantities, taken_ms, max_age_ms)}`.
 
     Meter quantities: `current_l1_ma`.. `current_l3_ma` and/or `power_w`. EVSE quantities: the same, plus
-    `online` and `wants` (true when a car is connected and may charge). A grid meter that lacks a phase's current
+    `online`, `wants` (true when a car is connected and may charge) and optionally `meter_age_ms` (how old the
+    currents already were when published; added to the reading's age). A grid meter that lacks a phase's current
     is read by its power instead, so a missing value never becomes 0 A."""
     meters = {}
     for dev_id, _ in plan.grid_meters:
@@ -392,9 +393,12 @@ def snapshot_from_readings(plan, readings, now_ms, minute_of_day=None, weekday=N
         if entry is None:
             continue
         quantities, taken_ms, _ = entry
+        age_ms = now_ms - taken_ms
+        if quantities.get("meter_age_ms") is not None:
+            age_ms += quantities["meter_age_ms"]
         evses[ev.dev_id] = {"online": bool(quantities.get("online", True)), "wants": bool(quantities.get("wants")),
                             "current_ma": _phase_currents(quantities), "power_w": quantities.get("power_w"),
-                            "age_ms": now_ms - taken_ms}
+                            "age_ms": age_ms}
     return {"time": {"minute_of_day": minute_of_day, "weekday": weekday}, "meters": meters, "evses": evses,
             "overrides": overrides or {}, "reset_max_overdraft": reset_max_overdraft}
 
@@ -404,16 +408,24 @@ def snapshot_from_readings(plan, readings, now_ms, minute_of_day=None, weekday=N
 OCPP_WANTS_STATUSES = ("Preparing", "Charging", "SuspendedEVSE", "SuspendedEV")
 
 
-def reading_from_ocpp_state(state):
-    """A tick reading from the OCPP server's per-EVSE state dict (`connected`, `booted`, `status`, `current_ma`
-    [box L1, L2, L3], `power_w`, `meter_age_ms`): online once connected and booted, wanting current in
-    OCPP_WANTS_STATUSES; no meter value yet means no known draw."""
+def quantities_from_ocpp_state(state):
+    """ReadingBoard quantities for an OCPP EVSE from the OCPP server's per-EVSE state dict (`connected`, `booted`,
+    `status`, `current_ma` [box L1, L2, L3], `power_w`, `energy_wh`, `meter_age_ms`).
+
+    Online once connected and booted; wanting current in OCPP_WANTS_STATUSES. The meter values carry their own age
+    (`meter_age_ms`, added to the reading's age by snapshot_from_readings); without any, no draw is known."""
     age = state.get("meter_age_ms")
-    return {"online": bool(state.get("connected")) and state.get("booted", True) is not False,
-            "wants": state.get("status") in OCPP_WANTS_STATUSES,
-            "current_ma": state.get("current_ma") if age is not None else None,
-            "power_w": state.get("power_w") if age is not None else None,
-            "age_ms": age if age is not None else 0}
+    quantities = {"online": bool(state.get("connected")) and state.get("booted", True) is not False,
+                  "wants": state.get("status") in OCPP_WANTS_STATUSES, "state": state.get("status"),
+                  "energy_wh": state.get("energy_wh")}
+    currents = state.get("current_ma")
+    if age is not None:
+        quantities["meter_age_ms"] = age
+        quantities["power_w"] = state.get("power_w")
+        if currents:
+            for k in range(min(3, len(currents))):
+                quantities["current_l%d_ma" % (k + 1)] = currents[k]
+    return quantities
 
 
 def _reading_grid_ma(reading, grid_phases, voltage_v):
