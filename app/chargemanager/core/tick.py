@@ -80,6 +80,7 @@ SITE_DEFAULTS = {
     "overdraft_hold_s": 300,
     "ramp_ma_per_s": 0,
     "current_step_ma": 100,
+    "min_raise_ma": 500,
     "section_14a": False,
 }
 
@@ -180,6 +181,7 @@ class Plan:
         self.overdraft_hold_ms = int(_get(site, SITE_DEFAULTS, "overdraft_hold_s") * 1000)
         self.ramp_ma_per_s = int(_get(site, SITE_DEFAULTS, "ramp_ma_per_s"))
         self.step_ma = max(1, int(_get(site, SITE_DEFAULTS, "current_step_ma")))
+        self.min_raise_ma = int(_get(site, SITE_DEFAULTS, "min_raise_ma"))
         self.evses = []
         for index, spec in enumerate(config.get("evses") or []):
             self.evses.append(EvsePlan(spec, index, self.site_phase_count))
@@ -668,6 +670,15 @@ def tick(config, values, snapshot, state, now_ms):
 
     # 6. Share.
     grants = allocate(demands, available, phase_reason, plan.max_skew_ma, plan.step_ma, uncontrolled, site_phases)
+
+    # Small rises wait until they are worth a new profile; this only ever lowers a grant, so every bound holds.
+    if plan.min_raise_ma > 0:
+        for d in demands:
+            previous = state.evses.get(d.dev_id)
+            g = grants[d.dev_id]
+            if previous is not None and previous.charging and g.reason != "ramp":
+                if 0 < g.current_ma - previous.granted_ma < plan.min_raise_ma:
+                    g.current_ma = previous.granted_ma
 
     # The reserve is named when it alone keeps the EVSEs on a phase below their targets.
     if reserve_one > 0:
