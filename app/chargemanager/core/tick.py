@@ -671,12 +671,14 @@ def tick(config, values, snapshot, state, now_ms):
     # 6. Share.
     grants = allocate(demands, available, phase_reason, plan.max_skew_ma, plan.step_ma, uncontrolled, site_phases)
 
-    # Small rises wait until they are worth a new profile; this only ever lowers a grant, so every bound holds.
+    # Small rises wait until they are worth a new profile. This only ever lowers a grant, and only of boxes on every
+    # site phase (lowering a single-phase box could deepen the phase imbalance), so every bound still holds.
     if plan.min_raise_ma > 0:
         for d in demands:
             previous = state.evses.get(d.dev_id)
             g = grants[d.dev_id]
-            if previous is not None and previous.charging and g.reason != "ramp":
+            if (previous is not None and previous.charging and g.reason != "ramp"
+                    and len(d.phases) == nphases):
                 if 0 < g.current_ma - previous.granted_ma < plan.min_raise_ma:
                     g.current_ma = previous.granted_ma
 
