@@ -66,7 +66,7 @@ SITE = Object([
     Field("current_step_ma", Number(minimum=1, maximum=10000, integer=True), 100,
           "Grants are rounded down to multiples of this (mA), so small load changes do not resend profiles."),
     Field("min_raise_ma", Number(minimum=0, maximum=10000, integer=True), 500,
-          "A charging EVSE's current rises only by at least this much (mA); smaller rises wait, so a noisy house "
+          "A charging EVSE on every phase rises only by at least this much (mA); smaller rises wait, so a noisy house "
           "load does not resend profiles every tick. Lowering is always immediate."),
     Field("section_14a", Bool(), False,
           "§14a EnWG: a site limit given by a formula (the grid operator's) never dims the active EVSEs below "
