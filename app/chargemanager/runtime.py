@@ -21,6 +21,7 @@ from chargemanager.adapters.http_api import (
 )
 from chargemanager.adapters.http_server import HttpServer
 from chargemanager.adapters.load_manager import LoadManager
+from chargemanager.adapters.ocpp_service import OcppService
 from chargemanager.adapters.readings import ReadingBoard
 from chargemanager.adapters.store import CONFIG_FILE, DataStore
 from chargemanager.adapters.variable_service import VariableService
@@ -65,6 +66,7 @@ class Runtime:
         register_config_commands(self.commands, self)
         register_status_command(self.commands, self)
         self.load_manager = LoadManager(self)
+        self.ocpp = OcppService(self)
         self.http = None
 
     # --- formula names beyond variables ---------------------------------------------------------------------

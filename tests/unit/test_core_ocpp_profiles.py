@@ -145,10 +145,11 @@ def _booted_station(**evse):
     return st
 
 
-def test_station_boot_then_caps_then_zero_profile():
+def test_station_boot_then_caps_then_zero_profile_then_status_trigger():
     st = _booted_station()
     cmds = st.commands(2, WALL_MS, True)
-    assert len(cmds) == 1 and cmds[0][0] == "SetChargingProfile"
+    assert [c[0] for c in cmds] == ["SetChargingProfile", "TriggerMessage"]
+    assert cmds[1][1] == {"requestedMessage": "StatusNotification"}
     assert _limit(cmds[0][1]) == 0 and cmds[0][1]["csChargingProfiles"]["stackLevel"] == 4
     assert st.commands(3, WALL_MS, True) == []  # in flight: not sent twice
     st.on_result("SetChargingProfile", {"status": "Accepted"}, cmds[0][2], 4)
@@ -173,12 +174,14 @@ def test_station_sends_only_changes_and_resends_after_reconnect():
     st.on_result("GetConfiguration", _caps_result(), cmds[0][2], 11)
     cmds = st.commands(12, WALL_MS, True)
     assert _limit(cmds[0][1]) == 16.0
+    assert cmds[1][0] == "TriggerMessage"
 
 
-def test_station_monitor_mode_sends_nothing():
+def test_station_monitor_mode_sends_no_profile():
     st = _booted_station(mode="monitor")
     st.set_limit(1, 16000)
-    assert st.commands(2, WALL_MS, True) == []
+    assert [c[0] for c in st.commands(2, WALL_MS, True)] == ["TriggerMessage"]
+    assert st.commands(3, WALL_MS, True) == []
 
 
 def test_station_learns_stack_level_zero_after_rejection():
@@ -236,3 +239,14 @@ def test_station_start_transaction_idempotent():
 def test_station_unsupported_action():
     st = _booted_station()
     assert st.handle("Reset", {"type": "Soft"}, 1, WALL_MS) is None
+
+
+def test_station_wants():
+    st = _booted_station()
+    assert not st.wants(1)
+    rows = (("Available", False), ("Preparing", True), ("Charging", True), ("SuspendedEVSE", True),
+            ("SuspendedEV", True), ("Finishing", False), ("Faulted", False))
+    for status, wants in rows:
+        st.handle("StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": status}, 1, WALL_MS)
+        assert st.wants(1) == wants, status
+        assert st.evse_states(2)[1]["wants"] == wants

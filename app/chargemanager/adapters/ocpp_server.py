@@ -199,7 +199,7 @@ class OcppServer:
 
     def __init__(self, evses=(), host="0.0.0.0", port=DEFAULT_PORT, password=None, ssl=None, sock=None,
                  ping_interval_s=30, ping_timeout_s=30, response_timeout_s=30, max_message_bytes=256 * 1024,
-                 monitor=False, close_after_timeouts=3):
+                 monitor=False, close_after_timeouts=3, voltage_v=230, on_publish=None):
         self.host = host
         self.port = port
         self.password = password or None
@@ -211,6 +211,8 @@ class OcppServer:
         self.max_message_bytes = max_message_bytes
         self.monitor = monitor
         self.close_after_timeouts = close_after_timeouts
+        self.voltage_v = voltage_v
+        self.on_publish = on_publish  # f({dev_id: state}) on the loop thread after a station changed
         self.schemas = Schemas()
         self.new_id = osession.counter_ids(binascii.hexlify(os.urandom(4)).decode() + "-")
         self._tx_counter = [int(time.time()) & 0x3FFFFFFF]
@@ -241,6 +243,7 @@ class OcppServer:
             if evse.get("type") != "ocpp16":
                 continue
             opts = ostation.connector_opts(evse)
+            opts["voltage_v"] = self.voltage_v
             if self.monitor:
                 opts["mode"] = "monitor"
             by_box.setdefault(evse["address"], {})[int(evse.get("id", 1))] = opts
@@ -261,11 +264,13 @@ class OcppServer:
         for st in self.stations.values():
             self._publish(st)
 
-    def update_evses(self, evses, monitor=None):
+    def update_evses(self, evses, monitor=None, voltage_v=None):
         """Apply a new `evses[]` list (thread-safe); stations that stay keep their state and connection."""
         def apply():
             if monitor is not None:
                 self.monitor = monitor
+            if voltage_v is not None:
+                self.voltage_v = voltage_v
             self._build_stations(evses)
             for conn in self.connections.values():
                 conn.pump()
@@ -321,10 +326,14 @@ class OcppServer:
 
     def _publish(self, station):
         states = station.evse_states(_monotonic_ms())
+        by_dev = dict((s["dev_id"], s) for s in states.values() if s["dev_id"] is not None)
         with self._lock:
-            for state in states.values():
-                if state["dev_id"] is not None:
-                    self._states[state["dev_id"]] = state
+            self._states.update(by_dev)
+        if self.on_publish is not None:
+            try:
+                self.on_publish(by_dev)
+            except Exception:
+                log.exception("publishing OCPP state failed")
 
     def _call(self, fn, *args):
         if self._loop is None:

@@ -132,6 +132,12 @@ EVSE = Object([
     Field("mode", Enum(("active", "monitor")), "active", "`monitor`: observe only, send no limits."),
     Field("rules", List(RULE, max_items=32), [], "Charging rules, evaluated in order (docs/load-management.md)."),
     Field("gateway", GATEWAY, {}, "OCPP gateway settings."),
+    Field("stack_level_zero", Bool(), False,
+          "OCPP quirk: send charging profiles at stack level 0 only (boxes that reject higher levels; docs/ocpp.md)."),
+    Field("charging_rate_unit", Enum(("auto", "A", "W")), "auto",
+          "OCPP quirk: unit of the charging profiles; `auto` uses A when the box allows it, else W."),
+    Field("profile_kind", Enum(("Absolute", "Relative")), "Absolute",
+          "OCPP quirk: `Relative` for boxes that mishandle absolute start times in charging profiles."),
 ], "An EVSE (wallbox connector).")
 
 METER = Object([

@@ -19,6 +19,8 @@ HEARTBEAT_INTERVAL_S = 300
 # A box that reconnects after our restart does not resend BootNotification (OCPP-J §5.4); ask for one after this.
 BOOT_TRIGGER_AFTER_MS = 5000
 MAX_EVENTS = 50
+# Connector statuses in which a car is plugged in and may take current (SuspendedEVSE: paused by us or the box).
+WANTS_STATUSES = ("Preparing", "Charging", "SuspendedEV", "SuspendedEVSE")
 
 _PHASES = {"L1": 0, "L2": 1, "L3": 2, "L1-N": 0, "L2-N": 1, "L3-N": 2}
 
@@ -100,6 +102,7 @@ class Station:
         self.boot = {}
         self.connected_ms = None
         self.boot_triggered = False
+        self.status_triggered = False
         self.caps = None  # None until read (or given up)
         self.caps_pending = False
         self.station_status = None
@@ -119,6 +122,7 @@ class Station:
         self.connected = True
         self.connected_ms = now_ms
         self.boot_triggered = False
+        self.status_triggered = False
         self.accepted = {}
         self.pending = {}
         self.refused = {}
@@ -286,6 +290,11 @@ class Station:
                 continue
             self.pending[cid] = key
             out.append(("SetChargingProfile", payload, ("profile", cid, key)))
+        if not self.status_triggered:
+            # After our restart a box with a car plugged in sends no new StatusNotification; ask for the current
+            # ones so the load management sees the demand (after the profiles: limits first).
+            self.status_triggered = True
+            out.append(("TriggerMessage", {"requestedMessage": "StatusNotification"}, ("trigger",)))
         return out
 
     def clear_profiles(self):
@@ -333,6 +342,13 @@ class Station:
 
     # ---- state for the control loop ------------------------------------------------------------------------------
 
+    def wants(self, connector_id):
+        """A car is plugged in and may charge (OCPP status), or a transaction runs while the status is unknown."""
+        st = self._state(connector_id)
+        if st["status"] in WANTS_STATUSES:
+            return True
+        return st["status"] is None and st["transaction"] is not None
+
     def evse_states(self, now_ms):
         """{connector_id: state} for every configured connector (plain dicts, safe to hand to another thread)."""
         out = {}
@@ -346,12 +362,14 @@ class Station:
                 "connected": self.connected,
                 "booted": self.booted,
                 "status": st["status"],
+                "wants": self.wants(cid),
                 "error_code": st["error_code"],
                 "transaction": dict(st["transaction"]) if st["transaction"] else None,
                 "current_ma": list(st["current_ma"]) if st["current_ma"] else None,
                 "offered_ma": st["offered_ma"],
                 "power_w": st["power_w"],
                 "energy_wh": st["energy_wh"],
+                "meter_ms": st["meter_ms"],
                 "meter_age_ms": None if st["meter_ms"] is None else now_ms - st["meter_ms"],
                 "limit_ma": self.limits.get(cid),
                 "profile": None if acc is None else {"unit": acc[0], "limit": acc[1], "stack_level": acc[2]},

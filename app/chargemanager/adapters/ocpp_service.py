@@ -1,0 +1,152 @@
+"""Wires the OCPP server into the runtime: start/stop, EVSE readings into the ReadingBoard, limits out as the driver
+for EVSE type `ocpp16`, the `clear_profiles` command, and an `ocpp` section in get_status.
+
+Threads: `apply()` and the tick hook run in the control loop; they collect the changed limits of one tick and hand
+them to the server's loop in one `set_limits` call. Readings are published from the server's loop thread.
+"""
+
+import logging
+
+from chargemanager.adapters.http_api import ApiError
+from chargemanager.adapters.ocpp_server import OcppServer
+from chargemanager.shim.clock import monotonic_ms
+
+log = logging.getLogger("chargemanager.ocpp")
+
+# An OCPP EVSE's reading stays usable this long without new MeterValues (boxes often send every 60 s); its online
+# and status fields are pushed at once on every change anyway.
+READING_MAX_AGE_MS = 120000
+
+
+class OcppService:
+    def __init__(self, runtime):
+        self.runtime = runtime
+        self.server = None
+        self.error = None
+        self._sent = {}      # dev_id -> last limit handed to the server
+        self._pending = {}   # dev_id -> limit collected in this tick
+        runtime.services.append(self)
+        runtime.tick_hooks.append(self.on_tick)
+        runtime.config_listeners.append(self.on_config)
+        runtime.status_providers["ocpp"] = self.status
+        runtime.load_manager.register_driver("ocpp16", self)
+        runtime.commands.register("clear_profiles", self.cmd_clear_profiles, methods=("GET", "POST"))
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
+    def _make_server(self, config, port):
+        server_cfg = config["ocpp"]["server"]
+        if server_cfg.get("tls", "off") == "on":
+            # TLS-only was asked for and the TLS front is not built yet: never fall back to plain text.
+            self.error = "ocpp.server.tls 'on' needs the TLS module; the OCPP server is not started"
+            log.error(self.error)
+            return None
+        if server_cfg.get("tls", "off") == "detect":
+            self.error = "ocpp.server.tls 'detect': only ws:// is served until the TLS module is installed"
+            log.warning(self.error)
+        else:
+            self.error = None
+        site = config["site"]
+        return OcppServer(config.get("evses", []), host=self.runtime.host, port=port,
+                          password=server_cfg.get("password") or None, monitor=site.get("mode") == "monitor",
+                          voltage_v=site.get("voltage_v", 230), on_publish=self._publish)
+
+    def start(self):
+        self.server = self._make_server(self.runtime.config, self.runtime.ocpp_port)
+        if self.server is not None:
+            self.runtime.ocpp_port = self.server.start()
+            log.info("OCPP server listening on port %d", self.runtime.ocpp_port)
+
+    def stop(self):
+        if self.server is not None:
+            self.server.stop()
+
+    def on_config(self, new, old):
+        if new["ocpp"]["server"] != old["ocpp"]["server"]:
+            # Port, password or TLS changed: boxes must reconnect anyway.
+            self.stop()
+            if old["ocpp"]["server"]["port"] != new["ocpp"]["server"]["port"]:
+                self.runtime.ocpp_port = new["ocpp"]["server"]["port"]  # else keep a --ocpp-port override
+            self._sent = {}
+            self.start()
+            return
+        if self.server is not None:
+            self.server.update_evses(new.get("evses", []), monitor=new["site"].get("mode") == "monitor",
+                                     voltage_v=new["site"].get("voltage_v", 230))
+        known = set(e["dev_id"] for e in new.get("evses", []))
+        for dev_id in list(self._sent):
+            if dev_id not in known:
+                del self._sent[dev_id]
+
+    # --- readings in ----------------------------------------------------------------------------------------
+    def _publish(self, states):
+        now_ms = monotonic_ms()
+        for dev_id, st in states.items():
+            current = st["current_ma"]
+            quantities = {
+                "online": bool(st["connected"] and st["booted"]),
+                "wants": bool(st["wants"]),
+                "state": st["status"] if st["connected"] else "Offline",
+                "power_w": st["power_w"],
+                "energy_wh": st["energy_wh"],
+            }
+            if current is not None:
+                quantities["current_l1_ma"], quantities["current_l2_ma"], quantities["current_l3_ma"] = current
+            taken_ms = st["meter_ms"] if st["meter_ms"] is not None else now_ms
+            self.runtime.readings.publish(dev_id, quantities, taken_ms, READING_MAX_AGE_MS)
+
+    # --- limits out (driver interface of the load manager) --------------------------------------------------
+    def apply(self, evse, decision):
+        limit = decision.current_ma if decision.enable else 0
+        if self._sent.get(evse["dev_id"]) != limit:
+            self._pending[evse["dev_id"]] = limit
+
+    def on_tick(self, now_ms, values):
+        if not self._pending or self.server is None:
+            return
+        pending, self._pending = self._pending, {}
+        self.server.set_limits(pending)
+        self._sent.update(pending)
+
+    def device_info(self, dev_id):
+        if self.server is None:
+            return {}
+        st = self.server.snapshot().get(dev_id)
+        if st is None:
+            return {}
+        return {"ocpp": {
+            "connected": st["connected"], "booted": st["booted"], "status": st["status"],
+            "error_code": st["error_code"], "transaction": st["transaction"], "current_ma": st["current_ma"],
+            "offered_ma": st["offered_ma"], "meter_age_ms": st["meter_age_ms"], "profile": st["profile"],
+            "limit_ma": st["limit_ma"],
+        }}
+
+    # --- commands and status --------------------------------------------------------------------------------
+    def cmd_clear_profiles(self, req):
+        """`clear_profiles&dev_id=E1`: ClearChargingProfile (all profiles) on the EVSE's box, for a box that will
+        be used without the manager (SPEC §4)."""
+        dev_id = req.param("dev_id", required=True)
+        evse = next((e for e in self.runtime.config.get("evses", []) if e["dev_id"] == dev_id), None)
+        if evse is None:
+            raise ApiError(404, "unknown EVSE '%s'" % dev_id)
+        if evse["type"] != "ocpp16":
+            raise ApiError(400, "EVSE '%s' is not an OCPP EVSE" % dev_id)
+        if self.server is None:
+            raise ApiError(409, "the OCPP server is not running")
+        result = self.server.clear_profiles(evse["address"])
+        if "error" in result:
+            if result["error"] == "not connected":
+                raise ApiError(409, "box '%s' of %s is not connected" % (evse["address"], dev_id))
+            raise ApiError(409, "box '%s' answered %s %s" % (evse["address"], result["error"],
+                                                              result.get("description", "")))
+        return 200, {"ok": result.get("status") == "Accepted", "dev_id": dev_id, "status": result.get("status")}
+
+    def status(self):
+        if self.server is None:
+            return {"running": False, "error": self.error}
+        connected = sorted(list(self.server.connections))
+        events = {}
+        for cbid, station in list(self.server.stations.items()):
+            if station.events:
+                events[cbid] = [text for _, text in station.events[-10:]]
+        return {"running": True, "port": self.runtime.ocpp_port, "error": self.error, "connected": connected,
+                "seen_unconfigured": self.server.seen_unconfigured(), "events": events}

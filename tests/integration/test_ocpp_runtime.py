@@ -1,0 +1,126 @@
+"""The whole manager process with wallboxes built on the Python `ocpp` package: the grid operator's `set_cm_vars
+AVAIL=50` changes the charging profiles the boxes receive; get_dev_info, clear_profiles, override_device."""
+
+import asyncio
+import time
+
+from httpclient import call
+from ocpp.v16 import call as ocall
+
+from ocpp_pybox import close_box, open_box
+
+WAIT_S = 20  # only to stop a broken run from hanging
+
+
+def cnf(manager, query, **kw):
+    return call(manager.url + "/cnf?" + query, **kw)
+
+
+def ocpp_port(manager):
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        status = cnf(manager, "cmd=get_status")[2]
+        if status.get("ocpp", {}).get("running"):
+            return status["ocpp"]["port"]
+        time.sleep(0.05)
+    raise AssertionError("OCPP server not running: %r" % status.get("ocpp"))
+
+
+def configure(manager, password=""):
+    config = cnf(manager, "cmd=get_config")[2]["config"]
+    config["site"].update({"max_current_ma": "32000 * AVAIL / 100", "max_power_w": 100000})
+    config["evses"] = [{"dev_id": "E1", "type": "ocpp16", "address": "BOX1", "id": 1, "phases": 3},
+                       {"dev_id": "E2", "type": "ocpp16", "address": "BOX2", "id": 1, "phases": 3}]
+    config["ocpp"]["server"]["password"] = password
+    status, _, body = cnf(manager, "cmd=set_config", method="POST", body=config)
+    assert status == 200, body
+
+
+def _limit(profile):
+    return profile["charging_schedule"]["charging_schedule_period"][0]["limit"]
+
+
+async def next_limit(box, want):
+    """Profiles arrive in order; return the first one with limit `want` (intermediate ramps are allowed)."""
+    while True:
+        _, profile = await asyncio.wait_for(box.profiles.get(), WAIT_S)
+        if _limit(profile) == want:
+            return profile
+
+
+def test_set_cm_vars_avail_changes_the_profiles(manager):
+    assert cnf(manager, "cmd=set_cm_vars&name=AVAIL&val=100")[0] == 200
+    configure(manager)
+    port = ocpp_port(manager)
+
+    async def main():
+        b1, ws1, t1 = await open_box(port, "BOX1")
+        b2, ws2, t2 = await open_box(port, "BOX2")
+        for box in (b1, b2):
+            assert (await box.boot()).status == "Accepted"
+            await next_limit(box, 0)  # the default profile forbids charging
+            await box.call(ocall.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
+        # 32 A per phase shared by two cars, each capped at its 16 A maximum
+        await next_limit(b1, 16.0)
+        await next_limit(b2, 16.0)
+        # the grid operator halves the connection: 16 A for both, 8 A each
+        status, _, _ = await asyncio.to_thread(cnf, manager, "cmd=set_cm_vars&name=AVAIL&val=50")
+        assert status == 200
+        await next_limit(b1, 8.0)
+        await next_limit(b2, 8.0)
+
+        info = (await asyncio.to_thread(cnf, manager, "cmd=get_dev_info"))[2]
+        devices = dict((d["dev_id"], d) for d in info["devices"])
+        assert devices["E1"]["last_set_charging_cur"] == 8000
+        assert devices["E1"]["ocpp"]["connected"] is True and devices["E1"]["ocpp"]["status"] == "Charging"
+        assert devices["E1"]["ocpp"]["profile"]["limit"] == 8.0
+        assert devices["E1"]["state"] == "Charging"
+
+        # charging disabled for E2 by the admin: its profile goes to 0, E1 may take more (up to its 16 A)
+        status, _, _ = await asyncio.to_thread(cnf, manager, "cmd=override_device&dev_id=E2&flags=C")
+        assert status == 200
+        await next_limit(b2, 0)
+        await next_limit(b1, 16.0)
+
+        status, _, body = await asyncio.to_thread(cnf, manager, "cmd=clear_profiles&dev_id=E1")
+        assert status == 200 and body == {"ok": True, "dev_id": "E1", "status": "Accepted"}
+        assert await asyncio.wait_for(b1.clears.get(), WAIT_S) == {}
+        await close_box(ws1, t1)
+        await close_box(ws2, t2)
+
+    asyncio.run(main())
+    assert cnf(manager, "cmd=clear_profiles&dev_id=E1")[0] == 409  # not connected any more
+    assert cnf(manager, "cmd=clear_profiles&dev_id=E7")[0] == 404
+    assert cnf(manager, "cmd=clear_profiles")[0] == 400
+    deadline = time.monotonic() + WAIT_S
+    while True:  # the next tick sees the box gone
+        devices = dict((d["dev_id"], d) for d in cnf(manager, "cmd=get_dev_info")[2]["devices"])
+        if devices["E1"]["reason"] == "offline" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert devices["E1"]["state"] == "Offline" and devices["E1"]["reason"] == "offline"
+
+
+def test_server_password_and_seen_unconfigured(manager):
+    configure(manager, password="0123456789abcdef0123")
+    port = ocpp_port(manager)
+
+    async def main():
+        try:
+            await open_box(port, "BOX1", password="wrong-password-xyz")
+            raise AssertionError("wrong password accepted")
+        except Exception as e:
+            assert getattr(getattr(e, "response", None), "status_code", None) == 401, e
+        try:
+            await open_box(port, "STRANGER")
+            raise AssertionError("unknown box accepted")
+        except Exception as e:
+            assert getattr(getattr(e, "response", None), "status_code", None) == 404, e
+        box, ws, task = await open_box(port, "BOX1", password="0123456789abcdef0123")
+        assert (await box.boot()).status == "Accepted"
+        await close_box(ws, task)
+
+    asyncio.run(main())
+    status = cnf(manager, "cmd=get_status")[2]["ocpp"]
+    assert [s["chargebox_id"] for s in status["seen_unconfigured"]] == ["STRANGER"]
+    assert "0123456789abcdef0123" not in str(cnf(manager, "cmd=get_config")[2])
