@@ -1,20 +1,30 @@
 """OCPP server at scale: N simulated wallboxes connected at once, each sending MeterValues every 10 s.
 
-The server runs in its own process (as on the appliance), the wallboxes in this one (one asyncio loop, raw
-websockets clients that speak just enough OCPP 1.6). For each N the bench changes every box's limit R times and
-prints the time from the limit command being handed to the server (`set_limits` returning) to each box receiving
-its new SetChargingProfile: p50/p99/max over all boxes and rounds, and the worst "last box" of a round; plus the
-server process's resident memory. Targets (issue 3): N=500 all boxes within 100 ms; server < 250 MB at N=1000.
+Two tables. (1) "server": the OCPP server alone in its own process; the limit command is handed to it directly.
+(2) "manager": the whole charging manager (`python -m chargemanager run`) with N OCPP EVSEs sharing a site limit
+`16000 * N * AVAIL / 100`; the grid operator's `set_cm_vars AVAIL=…` changes every box's limit (8 A <-> 16 A).
+Both print the time from the command returning to each box receiving its new SetChargingProfile: p50/p99/max over
+all boxes and rounds; plus, for the manager, the control tick's CPU time (largest seen) and the process's memory.
+The wallboxes run in this process (one asyncio loop, websockets' sans-I/O client on plain transports, so the
+simulator costs little). Targets (issue 3): N=500 all boxes within 100 ms; tick <= 20 ms at N=1000; whole process
+< 250 MB at N=1000. Other work on the machine inflates the times: the load average is printed.
 
-Usage: .venv/bin/python bench/ocpp_scale.py [N ...] (default 100 500 1000)
+Usage: .venv/bin/python bench/ocpp_scale.py [--server-only|--manager-only] [N ...] (default 100 500 1000)
 """
 
 import asyncio
+import base64
 import json
 import multiprocessing
 import os
+import re
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "app"))
@@ -197,8 +207,140 @@ async def run_n(n):
             "last_worst": max(lasts) * 1000, "apply_cpu_ms": max(apply_cpu), "rss_mb": rss, "client_rss_mb": _rss_mb()}
 
 
+PASSWORD = "bench-password-1234"
+
+
+def _http(port, query, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request("http://127.0.0.1:%d/cnf?%s" % (port, query), data=data,
+                                 method="POST" if body is not None else "GET")
+    token = base64.b64encode(("admin:" + PASSWORD).encode()).decode()
+    req.add_header("Authorization", "Basic " + token)
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read())
+
+
+class Manager:
+    def __init__(self, n):
+        self.n = n
+        self.dir = tempfile.mkdtemp(prefix="ocpp-bench-")
+        # The configuration is written before the start: for N=1000 it is larger than the API's body limit.
+        from chargemanager.adapters.store import DataStore
+        from chargemanager.core.config import default_config, validate_config
+        config = default_config()
+        config["site"].update({"max_current_ma": "16000 * %d * AVAIL / 100" % n, "max_power_w": 10 ** 9})
+        config["evses"] = [{"dev_id": "E%d" % i, "type": "ocpp16", "address": "BOX%04d" % i, "id": 1,
+                            "phases": 3} for i in range(1, n + 1)]
+        clean, errors = validate_config(config)
+        assert not errors, errors
+        DataStore(self.dir).save_config(clean)
+        py = sys.executable
+        subprocess.run([py, "-m", "chargemanager", "set-password", "--data", self.dir, "--password-stdin"],
+                       input=PASSWORD + "\n", text=True, check=True, capture_output=True, cwd=ROOT)
+        self.proc = subprocess.Popen([py, "-m", "chargemanager", "run", "--data", self.dir, "--host", "127.0.0.1",
+                                      "--http-port", "0", "--ocpp-port", "0"], cwd=ROOT,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in self.proc.stdout:
+            m = re.search(r"http listening on port (\d+)", line)
+            if m:
+                self.http_port = int(m.group(1))
+                break
+        # keep draining the log so the manager never blocks on a full pipe
+        import threading
+        threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
+        _http(self.http_port, "cmd=set_cm_vars&name=AVAIL&val=100")
+        while True:
+            status = _http(self.http_port, "cmd=get_status")
+            if status.get("ocpp", {}).get("running"):
+                self.ocpp_port = status["ocpp"]["port"]
+                break
+            time.sleep(0.1)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+async def run_manager(n):
+    loop = asyncio.get_running_loop()
+    mgr = await loop.run_in_executor(None, Manager, n)
+    try:
+        url = "ws://127.0.0.1:%d/" % mgr.ocpp_port
+        boxes = [Box("BOX%04d" % i, url) for i in range(1, n + 1)]
+        sem = asyncio.Semaphore(CONNECT_CONCURRENCY)
+
+        async def connect(b):
+            async with sem:
+                await b.connect(mgr.ocpp_port)
+
+        await asyncio.gather(*(connect(b) for b in boxes))
+        await wait_for_limit(boxes, 0.0)
+        for b in boxes:
+            b.send([2, b._id(), "StatusNotification", {"connectorId": 1, "errorCode": "NoError",
+                                                       "status": "Charging"}])
+        await wait_for_limit(boxes, 16.0, timeout_s=60)
+        tasks = [asyncio.ensure_future(b.meter_loop(i * METER_INTERVAL_S / n)) for i, b in enumerate(boxes)]
+        await asyncio.sleep(2)
+        latencies, ticks, http_ms = [], [], []
+        for r in range(ROUNDS):
+            avail, amps = (50, 8.0) if r % 2 == 0 else (100, 16.0)
+            t_call = time.monotonic()
+            await loop.run_in_executor(None, _http, mgr.http_port, "cmd=set_cm_vars&name=AVAIL&val=%d" % avail)
+            t_ret = time.monotonic()
+            http_ms.append((t_ret - t_call) * 1000)
+            await wait_for_limit(boxes, amps)
+            latencies += [(b.limits[-1][0] - t_ret) * 1000 for b in boxes]
+            await asyncio.sleep(1.5)
+            ticks.append((await loop.run_in_executor(None, _http, mgr.http_port, "cmd=get_status"))["tick_cpu_ms"])
+        for _ in range(3):  # idle ticks with MeterValues flowing
+            await asyncio.sleep(1)
+            ticks.append((await loop.run_in_executor(None, _http, mgr.http_port, "cmd=get_status"))["tick_cpu_ms"])
+        rss = _rss_mb(mgr.proc.pid)
+        for t in tasks:
+            t.cancel()
+        for b in boxes:
+            b.transport.abort()
+    finally:
+        await loop.run_in_executor(None, mgr.stop)
+    return {"n": n, "p50": pct(latencies, 50), "p99": pct(latencies, 99), "max": max(latencies),
+            "http_ms": max(http_ms), "tick_ms": max(ticks), "rss_mb": rss}
+
+
 def main(argv):
-    sizes = [int(a) for a in argv] or [100, 500, 1000]
+    modes = ("server", "manager")
+    if "--server-only" in argv:
+        modes = ("server",)
+    elif "--manager-only" in argv:
+        modes = ("manager",)
+    sizes = [int(a) for a in argv if not a.startswith("--")] or [100, 500, 1000]
+    if "server" in modes:
+        server_table(sizes)
+    if "manager" in modes:
+        manager_table(sizes)
+    print("targets: N=500 max <= 100 ms; tick <= 20 ms at N=1000; process < 250 MB at N=1000")
+
+
+def manager_table(sizes):
+    print()
+    print("Whole manager: set_cm_vars AVAIL returns -> SetChargingProfile at every box (%d rounds, 16 A <-> 8 A)"
+          % ROUNDS)
+    print("load average before: %s" % _loadavg())
+    print("| N boxes | p50 ms | p99 ms | max ms | set_cm_vars call ms | tick CPU ms (max) | manager RSS MB |")
+    print("|--------:|-------:|-------:|-------:|--------------------:|------------------:|---------------:|")
+    for n in sizes:
+        r = asyncio.run(run_manager(n))
+        print("| %7d | %6.1f | %6.1f | %6.1f | %19.1f | %17.2f | %14.1f |" % (
+            r["n"], r["p50"], r["p99"], r["max"], r["http_ms"], r["tick_ms"], r["rss_mb"]))
+        sys.stdout.flush()
+    print("load average after: %s" % _loadavg())
+
+
+def server_table(sizes):
     print("OCPP server scale: limit change -> SetChargingProfile at every box (%d rounds, MeterValues every %d s)"
           % (ROUNDS, METER_INTERVAL_S))
     print("load average before: %s (other work on this machine inflates the times)" % _loadavg())
@@ -212,7 +354,6 @@ def main(argv):
             r["n"], r["connect_s"], r["p50"], r["p99"], r["max"], r["apply_cpu_ms"], r["rss_mb"]))
         sys.stdout.flush()
     print("load average after: %s" % _loadavg())
-    print("targets: N=500 max <= 100 ms; server RSS < 250 MB at N=1000")
 
 
 if __name__ == "__main__":

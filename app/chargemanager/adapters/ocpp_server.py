@@ -321,7 +321,9 @@ class OcppServer:
             conn = self.connections.get(cbid)
             if conn is not None:
                 conn.pump()
-            self._publish(self.stations[cbid])
+            else:
+                self._publish(self.stations[cbid])
+        # Connected boxes publish when they answer (with the profile they accepted): the profiles go out first.
         self.last_apply_cpu_ms = (time.thread_time() - started) * 1000.0
 
     def _publish(self, station):
