@@ -408,3 +408,29 @@ def test_new_connection_replaces_half_open_one(server):
         await close_box(ws, task)
 
     run(main())
+
+
+def test_box_that_never_answers_is_disconnected():
+    # A box that stops answering CALLs while its socket stays up (REFERENCE A4 #2) is closed so it reconnects.
+    srv = OcppServer(EVSES, host="127.0.0.1", port=0, response_timeout_s=0.2, close_after_timeouts=3)
+    srv.start()
+    try:
+        async def main():
+            ws = await _raw(srv.port, "BOX1")
+            await _raw_boot(ws)
+            calls = []
+            with pytest.raises(Exception):
+                while True:  # read the server's CALLs and never answer them
+                    msg = json.loads(await ws.recv())
+                    if msg[0] == 2:
+                        calls.append(msg[2])
+            assert ws.close_code == 1011
+            # capability read timed out -> defaults -> zero profile anyway -> status trigger (-> profile retried)
+            assert calls[:3] == ["GetConfiguration", "SetChargingProfile", "TriggerMessage"]
+            assert calls[3:] in ([], ["SetChargingProfile"])
+
+        run(main())
+        assert any("timed out" in text for _, text in srv.stations["BOX1"].events)
+        assert any("GetConfiguration failed (Timeout)" in text for _, text in srv.stations["BOX1"].events)
+    finally:
+        srv.stop()
