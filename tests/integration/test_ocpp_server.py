@@ -434,3 +434,89 @@ def test_box_that_never_answers_is_disconnected():
         assert any("GetConfiguration failed (Timeout)" in text for _, text in srv.stations["BOX1"].events)
     finally:
         srv.stop()
+
+
+def _self_signed(tmp_path):
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cs.crt", tmp_path / "cs.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+def test_listener_takes_an_ssl_context_security_profile_2(tmp_path):
+    # The TLS module will build the context (and `detect`); the server only has to take it.
+    import ssl
+
+    from ocpp_pybox import PyBox, basic_auth_header
+
+    cert, key = _self_signed(tmp_path)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=cert)
+    srv = OcppServer(EVSES, host="127.0.0.1", port=0, ssl=server_ctx, password="0123456789abcdef0123")
+    srv.start()
+    try:
+        async def main():
+            ws = await connect("wss://localhost:%d/BOX1" % srv.port, subprotocols=["ocpp1.6"], ssl=client_ctx,
+                               additional_headers=basic_auth_header("BOX1", "0123456789abcdef0123"))
+            box = PyBox("BOX1", ws)
+            task = asyncio.get_running_loop().create_task(box.start())
+            assert (await box.boot()).status == "Accepted"
+            _, p = await box.profiles.get()
+            assert _profile_limit(p) == 0
+            task.cancel()
+            await ws.close()
+
+        run(main())
+    finally:
+        srv.stop()
+
+
+def test_gateway_hooks_answer_calls_and_inject_calls(server):
+    # The gateway (issue 4) attaches to each connection: it may answer a CALL itself (forwarding it to a backend)
+    # and send its own CALLs to the box; it sees every event.
+    seen = []
+
+    def attach(conn):
+        def hook(c, ev):
+            if ev.action == "Authorize":
+                c.reply(ev.msg_id, {"idTagInfo": {"status": "Blocked"}})
+                c.call("TriggerMessage", {"requestedMessage": "MeterValues"}, ref=("gateway", 1))
+                return True
+            return False
+        conn.call_hook = hook
+        conn.observers.append(lambda c, ev: seen.append((type(ev).__name__, getattr(ev, "ref", None))))
+
+    server.on_connect.append(attach)
+
+    async def main():
+        from ocpp.v16 import call
+        box, ws, task = await open_box(server.port, "BOX1")
+        await box.boot()
+        r = await box.call(call.Authorize(id_tag="CARD"))
+        assert r.id_tag_info["status"] == "Blocked"
+        await box.call(call.Heartbeat())  # answered by the station as usual
+        while "TriggerMessage:MeterValues" not in box.calls:
+            await asyncio.sleep(0.01)
+        await close_box(ws, task)
+
+    run(main())
+    assert ("ResultReceived", ("gateway", 1)) in seen
+
