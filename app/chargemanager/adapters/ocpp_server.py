@@ -397,7 +397,8 @@ class OcppServer:
             # The new connection is authenticated: the old one is most likely half-open (A4 #4).
             old.closed = True
             station.disconnect(_monotonic_ms())
-            await old.ws.close(1000, "replaced by a new connection")
+            # Not awaited: closing a half-open link waits for the close timeout, the new box must not.
+            asyncio.ensure_future(old.ws.close(1000, "replaced by a new connection"))
         station.connect(_monotonic_ms())
         log.info("ChargeBox %s connected from %s", cbid, ws.remote_address)
         for hook in self.on_connect:
