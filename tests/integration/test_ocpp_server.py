@@ -515,6 +515,7 @@ def test_gateway_hooks_answer_calls_and_inject_calls(server):
         await box.call(call.Heartbeat())  # answered by the station as usual
         while "TriggerMessage:MeterValues" not in box.calls:
             await asyncio.sleep(0.01)
+        await box.call(call.Heartbeat())  # after the box's answer on the same link: the server has seen it
         await close_box(ws, task)
 
     run(main())

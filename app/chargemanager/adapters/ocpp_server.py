@@ -18,6 +18,7 @@ it passed authentication (REFERENCE A4 #4).
 import asyncio
 import base64
 import binascii
+import concurrent.futures
 import hmac
 import http
 import logging
@@ -155,6 +156,13 @@ class Connection:
         finally:
             self.closed = True
             self._writer.cancel()
+            # CALLs that will never be answered: release anyone waiting for them (clear_profiles).
+            refs = [ref for _, _, ref in self.session.queue]
+            if self.session.in_flight is not None:
+                refs.append(self.session.in_flight[2])
+            for ref in refs:
+                if ref and ref[0] == "clear" and not ref[1].done():
+                    ref[1].set_result({"error": "disconnected", "description": "the box disconnected"})
 
     def tick(self, now_ms):
         events = self.session.poll(now_ms)
@@ -295,8 +303,14 @@ class OcppServer:
     def clear_profiles(self, chargebox_id, timeout_s=35):
         """Send ClearChargingProfile (all profiles) to a connected box and wait for the answer; returns the
         CALLRESULT payload, or {"error": ...}."""
+        if self._loop is None:
+            return {"error": "not running"}
         fut = asyncio.run_coroutine_threadsafe(self.clear_profiles_async(chargebox_id), self._loop)
-        return fut.result(timeout_s)
+        try:
+            return fut.result(timeout_s)
+        except concurrent.futures.TimeoutError:
+            fut.cancel()
+            return {"error": "Timeout", "description": "no answer within %s s" % timeout_s}
 
     # ---- on the loop -------------------------------------------------------------------------------------------
 
