@@ -26,12 +26,13 @@ def ocpp_port(manager):
     raise AssertionError("OCPP server not running: %r" % status.get("ocpp"))
 
 
-def configure(manager, password=""):
+def configure(manager, password="", ping_interval_s=30):
     config = cnf(manager, "cmd=get_config")[2]["config"]
     config["site"].update({"max_current_ma": "32000 * AVAIL / 100", "max_power_w": 100000})
     config["evses"] = [{"dev_id": "E1", "type": "ocpp16", "address": "BOX1", "id": 1, "phases": 3},
                        {"dev_id": "E2", "type": "ocpp16", "address": "BOX2", "id": 1, "phases": 3}]
     config["ocpp"]["server"]["password"] = password
+    config["ocpp"]["server"]["ping_interval_s"] = ping_interval_s
     status, _, body = cnf(manager, "cmd=set_config", method="POST", body=config)
     assert status == 200, body
 
@@ -102,7 +103,11 @@ def test_set_cm_vars_avail_changes_the_profiles(manager):
 
 
 def test_server_password_and_seen_unconfigured(manager):
-    configure(manager, password="0123456789abcdef0123")
+    config = cnf(manager, "cmd=get_config")[2]["config"]
+    config["ocpp"]["server"]["ping_interval_s"] = 60  # must stay below 60 s
+    status, _, body = cnf(manager, "cmd=set_config", method="POST", body=config)
+    assert status == 400 and body["fields"][0]["field"] == "ocpp.server.ping_interval_s", body
+    configure(manager, password="0123456789abcdef0123", ping_interval_s=0)  # pings off (boxes that never pong)
     port = ocpp_port(manager)
 
     async def main():

@@ -192,7 +192,7 @@ def test_twin_box_one_profile_per_connector(server):
     run(main())
 
 
-def test_clear_profiles_command(server):
+def test_tc_067_clear_profiles_command(server):
     async def main():
         box, ws, task = await open_box(server.port, "BOX1")
         await box.boot()

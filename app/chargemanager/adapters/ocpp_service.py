@@ -46,9 +46,11 @@ class OcppService:
         else:
             self.error = None
         site = config["site"]
+        ping_s = server_cfg.get("ping_interval_s", 30)
         return OcppServer(config.get("evses", []), host=self.runtime.host, port=port,
                           password=server_cfg.get("password") or None, monitor=site.get("mode") == "monitor",
-                          voltage_v=site.get("voltage_v", 230), on_publish=self._publish)
+                          voltage_v=site.get("voltage_v", 230), on_publish=self._publish,
+                          ping_interval_s=ping_s or None, ping_timeout_s=ping_s or None)
 
     def start(self):
         self.server = self._make_server(self.runtime.config, self.runtime.ocpp_port)

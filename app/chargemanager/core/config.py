@@ -158,6 +158,9 @@ OCPP_SERVER = Object([
           "`off`: ws:// only; `detect`: ws:// and wss:// on the same port; `on`: wss:// only."),
     Field("password", String(max_length=128), "",
           "Optional server password (HTTP Basic, username = ChargeBox ID; OCPP security profile 1/2)."),
+    Field("ping_interval_s", Number(minimum=0, maximum=59, integer=True), 30,
+          "WebSocket ping interval in s (below 60 so half-open links are found); 0 turns pings off for boxes "
+          "that do not answer them (docs/ocpp.md)."),
 ], "The OCPP 1.6J server the wallboxes connect to.")
 
 HTTP = Object([
