@@ -278,9 +278,12 @@ def test_tc_085_wrong_password_refused(pw_server):
         with pytest.raises(InvalidStatus) as e:
             await _raw(pw_server.port, "BOX1", headers={"Authorization": "Basic " + token})
         assert e.value.response.status_code == 401
-        with pytest.raises(InvalidStatus) as e:
-            await _raw(pw_server.port, "BOX1", headers={"Authorization": "Basic bm9jb2xvbg=="})  # "nocolon"
-        assert e.value.response.status_code == 401
+        for header in ("Basic bm9jb2xvbg==",  # "nocolon"
+                       "Basic " + base64.b64encode(b"BOX1:").decode(),  # empty password
+                       "Basic !!not-base64!!", "Bearer abc"):
+            with pytest.raises(InvalidStatus) as e:
+                await _raw(pw_server.port, "BOX1", headers={"Authorization": header})
+            assert e.value.response.status_code == 401, header
         box, ws, task = await open_box(pw_server.port, "BOX1", password="0123456789abcdef0123")
         assert (await box.boot()).status == "Accepted"
         await close_box(ws, task)
@@ -293,13 +296,15 @@ def test_unknown_chargebox_id_refused_404_and_listed(server):
         with pytest.raises(InvalidStatus) as e:
             await _raw(server.port, "STRANGER")
         assert e.value.response.status_code == 404
-        with pytest.raises(InvalidStatus) as e:
-            await _raw(server.port, "")
-        assert e.value.response.status_code == 404
+        for path in ("", "BOX%2F1", "BOX%201", "B" * 300, "%00"):
+            with pytest.raises(InvalidStatus) as e:
+                await _raw(server.port, path)
+            assert e.value.response.status_code == 404, path
 
     run(main())
     seen = server.seen_unconfigured()
-    assert [s["chargebox_id"] for s in seen] == ["STRANGER"] and seen[0]["count"] == 1
+    assert sorted(s["chargebox_id"] for s in seen) == ["BOX 1", "BOX/1", "STRANGER"]
+    assert all(s["count"] == 1 for s in seen)
 
 
 def test_tc_088_subprotocol_negotiation(server):
@@ -521,3 +526,33 @@ def test_gateway_hooks_answer_calls_and_inject_calls(server):
     run(main())
     assert ("ResultReceived", ("gateway", 1)) in seen
 
+
+
+def test_flood_of_10000_frames_is_answered_in_order_while_another_box_talks(server):
+    async def main():
+        flood = await _raw(server.port, "BOX1")
+        await _raw_boot(flood)
+        other = await _raw(server.port, "BOX2")
+        await _raw_boot(other)
+        n = 10000
+
+        async def send_all():
+            for i in range(n):
+                await flood.send('[2,"f%d","Heartbeat",{}]' % i)
+
+        sender = asyncio.ensure_future(send_all())
+        await other.send('[2,"o1","Heartbeat",{}]')
+        assert (await _recv_until_result(other, "o1"))[0] == 3
+        answered = 0
+        while answered < n:
+            msg = json.loads(await flood.recv())
+            if msg[0] == 2:
+                await flood.send(json.dumps([4, msg[1], "NotSupported", "", {}]))
+                continue
+            assert msg[:2] == [3, "f%d" % answered]
+            answered += 1
+        await sender
+        await flood.close()
+        await other.close()
+
+    run(main())

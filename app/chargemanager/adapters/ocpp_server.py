@@ -151,6 +151,9 @@ class Connection:
                     self.flush()
                     continue
                 self._handle_events(self.session.receive(message, _monotonic_ms()))
+                # Frames already buffered are returned without yielding: let the other boxes in between, so one
+                # flooding box cannot starve them.
+                await asyncio.sleep(0)
         except ConnectionClosed:
             pass
         finally:
