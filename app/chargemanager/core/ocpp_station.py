@@ -114,7 +114,6 @@ class Station:
         self.refused = {}  # connector -> policy key the box refused (not retried until the limit changes)
         self.learnt_stack_zero = False
         self.events = []
-        self.version = 0  # bumped on every change the control loop may care about
 
     # ---- connection lifecycle -----------------------------------------------------------------------------------
 
@@ -128,13 +127,11 @@ class Station:
         self.refused = {}
         self.caps = None
         self.caps_pending = False
-        self.version += 1
 
     def disconnect(self, now_ms):
         self.connected = False
         self.pending = {}
         self.caps_pending = False
-        self.version += 1
 
     def _state(self, connector_id):
         st = self.conn.get(connector_id)
@@ -156,7 +153,6 @@ class Station:
         fn = getattr(self, "_on_" + action, None)
         if fn is None:
             return None
-        self.version += 1
         return fn(payload, now_ms, wall_ms)
 
     def _on_BootNotification(self, p, now_ms, wall_ms):
@@ -304,7 +300,6 @@ class Station:
         return ("ClearChargingProfile", ocpp_profiles.clear_profiles_payload(), ("clear",))
 
     def on_result(self, action, payload, ref, now_ms):
-        self.version += 1
         what = ref[0] if ref else None
         if what == "caps":
             self.caps_pending = False
@@ -326,7 +321,6 @@ class Station:
             self.note(now_ms, "ClearChargingProfile %s" % payload.get("status"))
 
     def on_failed(self, action, code, description, ref, now_ms):
-        self.version += 1
         what = ref[0] if ref else None
         if what == "caps":
             self.caps_pending = False
