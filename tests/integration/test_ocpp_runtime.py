@@ -75,6 +75,8 @@ def test_set_cm_vars_avail_changes_the_profiles(manager):
         assert devices["E1"]["last_set_charging_cur"] == 8000
         assert devices["E1"]["ocpp"]["connected"] is True and devices["E1"]["ocpp"]["status"] == "Charging"
         assert devices["E1"]["ocpp"]["profile"]["limit"] == 8.0
+        assert devices["E1"]["ocpp"]["capabilities"]["max_stack_level"] == 8
+        assert devices["E1"]["ocpp"]["boot"]["vendor"] == "Test"
         assert devices["E1"]["state"] == "Charging"
 
         # charging disabled for E2 by the admin: its profile goes to 0, E1 may take more (up to its 16 A)

@@ -119,7 +119,7 @@ class OcppService:
             "connected": st["connected"], "booted": st["booted"], "status": st["status"],
             "error_code": st["error_code"], "transaction": st["transaction"], "current_ma": st["current_ma"],
             "offered_ma": st["offered_ma"], "meter_age_ms": st["meter_age_ms"], "profile": st["profile"],
-            "limit_ma": st["limit_ma"],
+            "limit_ma": st["limit_ma"], "capabilities": st["capabilities"], "boot": st["boot"],
         }}
 
     # --- commands and status --------------------------------------------------------------------------------

@@ -367,5 +367,10 @@ class Station:
                 "meter_age_ms": None if st["meter_ms"] is None else now_ms - st["meter_ms"],
                 "limit_ma": self.limits.get(cid),
                 "profile": None if acc is None else {"unit": acc[0], "limit": acc[1], "stack_level": acc[2]},
+                "capabilities": None if self.caps is None else {
+                    "max_stack_level": self.caps["max_stack_level"], "units": list(self.caps["units"]),
+                    "max_profiles": self.caps["max_profiles"], "read": self.caps["read"],
+                    "stack_level_zero_learnt": self.learnt_stack_zero},
+                "boot": dict(self.boot),
             }
         return out
