@@ -6,8 +6,10 @@ Invariants:
   reconnects (OCPP-J §4.1.4, errata 3.1/3.7).
 - At most one outstanding CALL per direction we send (OCPP-J §4.1.1): further CALLs wait in a FIFO queue and go out
   when the previous one is answered or has timed out after `response_timeout_ms`.
-- Every incoming CALL gets exactly one answer (CALLRESULT or CALLERROR) from the session or from the application;
-  CALLERROR codes are spelled as in OCPP-J 1.6 Table 7 (`FormationViolation`, `OccurenceConstraintViolation`).
+- Every incoming CALL gets exactly one answer (CALLRESULT or CALLERROR) from the session or from the application,
+  except a CALL that reuses the id of a CALL still pending (dropped: an answer would be ambiguous); CALLERROR codes
+  are spelled as in OCPP-J 1.6 Table 7 (`FormationViolation`, `OccurenceConstraintViolation`). A frame without a
+  readable id is answered with id "-1"; an unknown MessageTypeId is ignored (OCPP-J §4.1.3).
 - Schema validation is injected (`validator`), because the JSON schemas live in a third-party package at the adapter
   edge; this module maps the failing JSON-schema keyword to the 1.6 error code (`error_code_for_keyword`).
 - Role "cs" (we are the Central System): CALLs other than BootNotification are answered `SecurityError` until a
