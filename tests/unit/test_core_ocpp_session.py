@@ -270,3 +270,12 @@ def test_session_stays_usable_after_bad_frames():
     s.drain()
     events = s.receive('[2, "ok", "Heartbeat", {}]', 0)
     assert isinstance(events[0], CallReceived)
+
+
+def test_call_with_given_id():
+    s = _booted()
+    s.call("DataTransfer", {"vendorId": "x"}, 0, msg_id="relay-7")
+    out = _sent(s)
+    assert out[0][:3] == [2, "relay-7", "DataTransfer"]
+    events = s.receive('[3, "relay-7", {"status": "Accepted"}]', 1)
+    assert isinstance(events[0], ResultReceived) and events[0].msg_id == "relay-7"

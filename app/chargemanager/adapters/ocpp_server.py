@@ -102,9 +102,9 @@ class Connection:
         self.session.reply_error(msg_id, code, description, details)
         self.flush()
 
-    def call(self, action, payload, ref=None):
+    def call(self, action, payload, ref=None, msg_id=None):
         """Queue a CALL to the charge point (it goes out when the previous one is answered)."""
-        ok = self.session.call(action, payload, _monotonic_ms(), ref)
+        ok = self.session.call(action, payload, _monotonic_ms(), ref, msg_id)
         self.flush()
         return ok
 
@@ -160,7 +160,7 @@ class Connection:
             self.closed = True
             self._writer.cancel()
             # CALLs that will never be answered: release anyone waiting for them (clear_profiles).
-            refs = [ref for _, _, ref in self.session.queue]
+            refs = [item[2] for item in self.session.queue]
             if self.session.in_flight is not None:
                 refs.append(self.session.in_flight[2])
             for ref in refs:

@@ -160,18 +160,19 @@ class Session:
         self.boot_accepted = boot_accepted or role != "cs"
         self.max_queue = max_queue
         self.out = []
-        self.queue = []  # [(action, payload, ref)] waiting for the outstanding CALL to finish
+        self.queue = []  # [(action, payload, ref, msg_id)] waiting for the outstanding CALL to finish
         self.in_flight = None  # (msg_id, action, ref, sent_ms)
         self.incoming = {}  # msg_id -> action of CALLs received and not yet answered
         self.consecutive_timeouts = 0
 
     # ---- sending ----------------------------------------------------------------------------------------------
 
-    def call(self, action, payload, now_ms, ref=None):
-        """Queue a CALL; it goes out at once when nothing is outstanding. Returns False when the queue is full."""
+    def call(self, action, payload, now_ms, ref=None, msg_id=None):
+        """Queue a CALL; it goes out at once when nothing is outstanding. Returns False when the queue is full.
+        `msg_id`: send under this id instead of a new one (a relay that keeps the original id, OCPP-J §4.1.4)."""
         if len(self.queue) >= self.max_queue:
             return False
-        self.queue.append((action, payload, ref))
+        self.queue.append((action, payload, ref, msg_id))
         self._pump(now_ms)
         return True
 
@@ -221,8 +222,9 @@ class Session:
     def _pump(self, now_ms):
         if self.in_flight is not None or not self.queue:
             return
-        action, payload, ref = self.queue.pop(0)
-        msg_id = self.new_id()
+        action, payload, ref, msg_id = self.queue.pop(0)
+        if msg_id is None:
+            msg_id = self.new_id()
         self.in_flight = (msg_id, action, ref, now_ms)
         self.out.append(json.dumps([CALL, msg_id, action, payload], separators=(",", ":")))
 
