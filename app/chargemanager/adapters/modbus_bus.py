@@ -1,0 +1,529 @@
+"""Modbus bus owners: one thread per RS-485 line and per Modbus TCP endpoint.
+
+Each `BusOwner` is the only code that talks on its line: it serialises every transaction, keeps the silent
+interval the device models need, polls each device with the fewest block reads its table allows, and publishes
+decoded readings with their timestamp into a `ReadingsMailbox` the control loop reads. Setpoints arrive through
+a `CommandMailbox` (latest command per device wins). A device that stops answering moves to a slow lane with
+capped exponential back-off, so its timeouts cannot starve the others. Boxes with a watchdog (Heidelberg
+257/262) get their timeout and failsafe current written at connect, so they fall back by themselves if this
+process stops.
+
+Units: times in ms (monotonic), currents mA, power W, as in `core.quantities`.
+"""
+
+import importlib
+import threading
+import time
+
+from pymodbus import FramerType
+from pymodbus.client import ModbusSerialClient, ModbusTcpClient
+from pymodbus.exceptions import ModbusException
+
+from chargemanager.core import regmap
+from chargemanager.core.quantities import TYPE_WORDS
+from chargemanager.devices.index import MODELS
+
+SLOW_LANE_AFTER_FAILURES = 2
+BACKOFF_START_MS = 1000
+BACKOFF_MAX_MS = 30000
+RECONNECT_DELAY_MS = 1000
+RAW_TIMEOUT_MS = 1000
+PARITIES = ("N", "E", "O")
+
+
+def monotonic_ms():
+    return int(time.monotonic() * 1000)
+
+
+def load_model(model_id):
+    """The table module of a model id; ValueError for an unknown model."""
+    if model_id not in MODELS:
+        raise ValueError("unknown device model %r (known: %s)" % (model_id, ", ".join(sorted(MODELS))))
+    return importlib.import_module(MODELS[model_id])
+
+
+def parse_address(address, model):
+    """Transport settings from a config address.
+
+    Serial: "/dev/ttyUSB0" or "/dev/ttyUSB0,19200,8,E,1" (cFos `COMx,19200,8,e,1` style; missing fields come
+    from the model's serial defaults). TCP: "host:port", "tcp://host:port" or "host" (model's default port).
+    Returns a dict with `kind` "rtu" or "tcp"; ValueError with a message for anything else.
+    """
+    if not isinstance(address, str) or not address.strip():
+        raise ValueError("Modbus address must be a serial device or host:port, got %r" % (address,))
+    address = address.strip()
+    meta = model.META
+    if address.startswith("/") or address.upper().startswith("COM"):
+        if "rtu" not in meta["transports"]:
+            raise ValueError("model %s has no Modbus RTU interface" % meta["model"])
+        parts = [p.strip() for p in address.split(",")]
+        ser = dict(meta["serial"])
+        try:
+            if len(parts) > 1:
+                ser["baud"] = int(parts[1])
+            if len(parts) > 2 and int(parts[2]) != 8:
+                raise ValueError("only 8 data bits are supported")
+            if len(parts) > 3:
+                ser["parity"] = parts[3].upper()
+            if len(parts) > 4:
+                ser["stopbits"] = int(parts[4])
+        except ValueError as e:
+            raise ValueError("bad serial settings in %r: %s" % (address, e))
+        if len(parts) > 5 or ser["parity"] not in PARITIES or ser["stopbits"] not in (1, 2) or ser["baud"] <= 0:
+            raise ValueError("serial address must be DEVICE[,BAUD[,8[,N|E|O[,1|2]]]], got %r" % address)
+        return {"kind": "rtu", "device": parts[0], "baud": ser["baud"], "parity": ser["parity"],
+                "stopbits": ser["stopbits"]}
+    if "tcp" not in meta["transports"]:
+        raise ValueError("model %s has no Modbus TCP interface" % meta["model"])
+    if address.startswith("tcp://"):
+        address = address[len("tcp://"):]
+    host, sep, port = address.rpartition(":")
+    if not sep:
+        host, port = address, str(meta.get("tcp_port", 502))
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("TCP address must be host:port, got %r" % address)
+    return {"kind": "tcp", "host": host, "port": int(port)}
+
+
+def transport_key(transport):
+    """Devices with the same key share one owner (one line / one TCP endpoint)."""
+    if transport["kind"] == "rtu":
+        return ("rtu", transport["device"])
+    return ("tcp", transport["host"], transport["port"])
+
+
+class BusError(Exception):
+    """A failed transaction; kind is timeout, crc, exception or io."""
+
+    def __init__(self, kind, message):
+        Exception.__init__(self, message)
+        self.kind = kind
+
+
+class ReadingsMailbox:
+    """Latest reading per device, written by bus threads, read (as a copy) by the control loop."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._latest = {}
+
+    def put(self, dev_id, values, state, at_ms):
+        with self._lock:
+            self._latest[dev_id] = (dict(values), state, at_ms)
+
+    def snapshot(self, now_ms):
+        """{dev_id: {"values": {...}, "state": "A".."F" or None, "age_ms": int}} for every device seen so far."""
+        with self._lock:
+            items = list(self._latest.items())
+        return {dev_id: {"values": dict(v), "state": s, "age_ms": now_ms - at} for dev_id, (v, s, at) in items}
+
+
+class CommandMailbox:
+    """Setpoint commands for one owner: the latest per device wins; raw requests queue in order."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._setpoints = {}
+        self._requests = []
+        self.event = threading.Event()
+
+    def put_setpoint(self, dev_id, current_ma, enable):
+        with self._lock:
+            self._setpoints[dev_id] = (int(current_ma), bool(enable))
+        self.event.set()
+
+    def put_request(self, request):
+        with self._lock:
+            self._requests.append(request)
+        self.event.set()
+
+    def take(self):
+        with self._lock:
+            setpoints, self._setpoints = self._setpoints, {}
+            requests, self._requests = self._requests, []
+            self.event.clear()
+        return setpoints, requests
+
+
+class _Request:
+    """A raw transaction asked for by another thread (installer command); the caller waits on `done`."""
+
+    def __init__(self, unit_id, function_code, address, count):
+        self.unit_id = unit_id
+        self.function_code = function_code
+        self.address = address
+        self.count = count
+        self.done = threading.Event()
+        self.result = None
+        self.error = None
+
+
+class Device:
+    """One device on a bus: its table, plan, schedule and diagnostics. Owned by one BusOwner thread."""
+
+    def __init__(self, dev_id, model_id, unit_id, poll_interval_ms=1000, options=None):
+        self.dev_id = dev_id
+        self.model_id = model_id
+        self.model = load_model(model_id)
+        if not isinstance(unit_id, int) or not 0 <= unit_id <= 255:
+            raise ValueError("%s: Modbus unit id must be 0..255, got %r" % (dev_id, unit_id))
+        self.unit_id = unit_id
+        self.options = dict(options or {})
+        self.meta = self.model.META
+        self.plan = regmap.plan_reads(self.meta, self.model.REGMAP)
+        self.writes = getattr(self.model, "WRITES", {})
+        self.status = getattr(self.model, "STATUS", None)
+        interval = poll_interval_ms
+        watchdog = self.setup_value("watchdog_timeout")
+        if watchdog:
+            interval = min(interval, max(100, watchdog // 4))  # pet the box's watchdog well within its timeout
+        self.poll_interval_ms = interval
+        self.timeout_ms = int(self.options.get("timeout_ms", self.meta["timeout_ms"]))
+        self.retries = int(self.options.get("retries", 1))
+        self.silent_interval_ms = self.meta["silent_interval_ms"]
+        self.next_due_ms = 0
+        self.slow = False
+        self.failures = 0
+        self.backoff_ms = BACKOFF_START_MS
+        self.setup_done = False
+        self.desired = None
+        self.written = None
+        self.last_values = None
+        self.last_state = None
+        self.last_ok_ms = None
+        self.last_error = None
+        self.last_error_ms = None
+        self.counters = {"polls": 0, "ok": 0, "timeout": 0, "crc": 0, "exception": 0, "io": 0, "writes": 0}
+
+    def setup_value(self, name):
+        w = self.writes.get(name)
+        if w is None or w["when"] != "setup":
+            return None
+        key = {"watchdog_timeout": "watchdog_timeout_ms", "failsafe_current": "failsafe_current_ma"}.get(name, name)
+        return int(self.options.get(key, w.get("default", 0)))
+
+    def diagnostics(self, now_ms):
+        return {
+            "dev_id": self.dev_id, "model": self.model_id, "unit_id": self.unit_id,
+            "lane": "slow" if self.slow else "fast",
+            "last_good": dict(self.last_values) if self.last_values is not None else None,
+            "state": self.last_state,
+            "age_ms": None if self.last_ok_ms is None else now_ms - self.last_ok_ms,
+            "counters": dict(self.counters),
+            "last_error": self.last_error,
+            "last_error_age_ms": None if self.last_error_ms is None else now_ms - self.last_error_ms,
+            "setpoint": None if self.written is None else {"current_ma": self.written[0], "enable": self.written[1]},
+        }
+
+
+class BusOwner(threading.Thread):
+    """Owns one RS-485 line or TCP endpoint; start(), then stop() (joins)."""
+
+    def __init__(self, transport, devices, readings, clock=monotonic_ms, name=None):
+        threading.Thread.__init__(self, name=name or "modbus-%s" % ":".join(str(p) for p in transport_key(transport)),
+                                  daemon=True)
+        self.transport = transport
+        self.devices = list(devices)
+        self.by_id = {d.dev_id: d for d in self.devices}
+        units = [d.unit_id for d in self.devices]
+        if len(set(units)) != len(units):
+            raise ValueError("two devices share a unit id on %s" % (transport_key(transport),))
+        self.readings = readings
+        self.commands = CommandMailbox()
+        self.clock = clock
+        self._stop_event = threading.Event()
+        self._diag_lock = threading.Lock()
+        self._diag = {}
+        self._client = None
+        self._last_end_ms = 0
+        self._last_silent_ms = 0
+        self._rx_seen = False
+        self.transactions = 0
+
+    # ---- called from other threads ----
+    def set_charge(self, dev_id, current_ma, enable):
+        """Ask for a charging current (mA) and enable flag; the latest request per device wins."""
+        dev = self.by_id.get(dev_id)
+        if dev is None or dev.meta["kind"] != "charger":
+            raise ValueError("%s is not a Modbus charger on this bus" % dev_id)
+        self.commands.put_setpoint(dev_id, current_ma, enable)
+
+    def raw_read(self, unit_id, function_code, address, count=1, timeout_s=5.0):
+        """One raw read between polls (installer command); returns registers/bits or raises BusError/ValueError.
+
+        Reads only: a raw write could hit a flash register (cFos Power Brain) or fight the load management.
+        """
+        if function_code not in (1, 2, 3, 4):
+            raise ValueError("function code must be 1, 2, 3 or 4 (reads only)")
+        if not 0 <= unit_id <= 255 or not 0 <= address <= 0xFFFF or not 1 <= count <= 125:
+            raise ValueError("unit id 0..255, address 0..65535 and count 1..125 required")
+        req = _Request(unit_id, function_code, address, count)
+        self.commands.put_request(req)
+        if not req.done.wait(timeout_s):
+            raise BusError("timeout", "bus busy: no answer within %.1f s" % timeout_s)
+        if req.error is not None:
+            raise req.error
+        return req.result
+
+    def diagnostics(self):
+        with self._diag_lock:
+            return [dict(self._diag[d.dev_id]) for d in self.devices if d.dev_id in self._diag]
+
+    def stop(self, timeout_s=5.0):
+        self._stop_event.set()
+        self.commands.event.set()
+        if self.is_alive():
+            self.join(timeout_s)
+
+    # ---- the owner thread ----
+    def run(self):
+        try:
+            while not self._stop_event.is_set():
+                if not self._connect():
+                    self._fail_all("io", "cannot open %s" % (transport_key(self.transport),))
+                    self._stop_event.wait(RECONNECT_DELAY_MS / 1000.0)
+                    continue
+                setpoints, requests = self.commands.take()
+                for req in requests:
+                    self._serve_request(req)
+                for dev_id, sp in setpoints.items():
+                    self.by_id[dev_id].desired = sp
+                self._write_setpoints()
+                dev = self._next_due()
+                if dev is None:
+                    self._publish_diag()
+                    self.commands.event.wait(self._sleep_s())
+                    continue
+                self._poll(dev)
+                self._publish_diag()
+        finally:
+            if self._client is not None:
+                self._client.close()
+
+    def _connect(self):
+        if self._client is None:
+            self._client = self._make_client()
+        if self._client.connected:
+            return True
+        ok = self._client.connect()
+        if ok:
+            for d in self.devices:
+                d.setup_done = False
+                d.written = None
+        return ok
+
+    def _make_client(self):
+        t = self.transport
+        timeout_s = max(d.timeout_ms for d in self.devices) / 1000.0
+        if t["kind"] == "rtu":
+            return ModbusSerialClient(t["device"], framer=FramerType.RTU, baudrate=t["baud"], bytesize=8,
+                                      parity=t["parity"], stopbits=t["stopbits"], timeout=timeout_s, retries=0,
+                                      trace_packet=self._trace)
+        return ModbusTcpClient(t["host"], port=t["port"], timeout=timeout_s, retries=0, trace_packet=self._trace)
+
+    def _trace(self, sending, data):
+        if not sending and data:
+            self._rx_seen = True
+        return data
+
+    def _sleep_s(self):
+        now = self.clock()
+        due = min((d.next_due_ms for d in self.devices), default=now + 1000)
+        return max(0.0, min(1.0, (due - now) / 1000.0))
+
+    def _next_due(self):
+        now = self.clock()
+        due = [d for d in self.devices if d.next_due_ms <= now]
+        if not due:
+            return None
+        # the fast lane first: a silent device on the slow lane waits until the answering ones are served
+        due.sort(key=lambda d: (d.slow, d.next_due_ms))
+        return due[0]
+
+    def _transact(self, dev, function_code, address, count=1, values=None, retries=0, unit=None):
+        """One request/response with the silent interval kept; returns registers/bits or raises BusError.
+
+        `dev` is None for a raw request to a unit id that no configured device has (then `unit` is used).
+        """
+        silent = max(self._last_silent_ms, dev.silent_interval_ms if dev else 0)
+        wait_ms = self._last_end_ms + silent - self.clock()
+        if wait_ms > 0:
+            time.sleep(wait_ms / 1000.0)
+        if dev is not None:
+            unit = dev.unit_id
+        timeout_s = (dev.timeout_ms if dev else RAW_TIMEOUT_MS) / 1000.0
+        self._client.comm_params.timeout_connect = timeout_s
+        sock = getattr(self._client, "socket", None)
+        if sock is not None and hasattr(sock, "timeout"):
+            try:
+                sock.timeout = timeout_s
+            except Exception:  # a socket object without a settable timeout keeps its own
+                pass
+        last = None
+        for _ in range(retries + 1):
+            self._rx_seen = False
+            self.transactions += 1
+            try:
+                rr = self._call(function_code, address, count, values, unit)
+            except ModbusException as e:
+                kind = "crc" if self._rx_seen else ("io" if "connect" in str(e).lower() else "timeout")
+                last = BusError(kind, "%s: %s" % ("garbled answer (CRC)" if kind == "crc" else "no answer", e))
+                if kind == "io" and self._client is not None:
+                    self._client.close()
+                continue
+            except OSError as e:
+                last = BusError("io", "line error: %s" % e)
+                self._client.close()
+                break
+            finally:
+                self._last_end_ms = self.clock()
+                self._last_silent_ms = dev.silent_interval_ms if dev else 0
+            if rr.isError():
+                raise BusError("exception", "Modbus exception %s from unit %d (fc %d, address %d)"
+                               % (getattr(rr, "exception_code", "?"), unit, function_code, address))
+            if function_code in (1, 2):
+                return [1 if b else 0 for b in rr.bits[:count]]
+            if function_code in (3, 4):
+                return list(rr.registers)
+            return None
+        raise last
+
+    def _call(self, fc, address, count, values, unit):
+        c = self._client
+        if fc == 1:
+            return c.read_coils(address, count=count, device_id=unit)
+        if fc == 2:
+            return c.read_discrete_inputs(address, count=count, device_id=unit)
+        if fc == 3:
+            return c.read_holding_registers(address, count=count, device_id=unit)
+        if fc == 4:
+            return c.read_input_registers(address, count=count, device_id=unit)
+        if fc == 5:
+            return c.write_coil(address, bool(values[0]), device_id=unit)
+        if fc == 6:
+            return c.write_register(address, values[0], device_id=unit)
+        if fc == 16:
+            return c.write_registers(address, list(values), device_id=unit)
+        if fc == 15:
+            return c.write_coils(address, [bool(v) for v in values], device_id=unit)
+        raise BusError("exception", "unsupported function code %d" % fc)
+
+    def _poll(self, dev):
+        now = self.clock()
+        dev.counters["polls"] += 1
+        blocks = dev.plan[:1] if dev.slow else dev.plan  # the slow lane only probes with one read
+        values = {}
+        try:
+            for block in blocks:
+                words = self._transact(dev, block[0], block[1], block[2],
+                                       retries=0 if dev.slow else dev.retries)
+                values.update(regmap.decode_block(dev.meta, block, words))
+        except BusError as e:
+            self._failed(dev, e, now)
+            return
+        if dev.slow:
+            # it answers again: back to the fast lane, full poll right away, setpoints and setup re-sent
+            dev.slow = False
+            dev.failures = 0
+            dev.backoff_ms = BACKOFF_START_MS
+            dev.setup_done = False
+            dev.written = None
+            dev.next_due_ms = now
+            return
+        end = self.clock()
+        dev.failures = 0
+        dev.counters["ok"] += 1
+        dev.last_values = values
+        dev.last_state = regmap.iec_state(dev.status, values.get("state_code"))
+        dev.last_ok_ms = end
+        dev.next_due_ms = now + dev.poll_interval_ms
+        self.readings.put(dev.dev_id, values, dev.last_state, end)
+        if not dev.setup_done and dev.meta["kind"] == "charger":
+            self._setup(dev)
+
+    def _failed(self, dev, err, now):
+        dev.counters[err.kind] += 1
+        dev.last_error = "%s: %s" % (err.kind, err)
+        dev.last_error_ms = self.clock()
+        dev.failures += 1
+        if dev.slow:
+            dev.backoff_ms = min(dev.backoff_ms * 2, BACKOFF_MAX_MS)
+            dev.next_due_ms = now + dev.backoff_ms
+        elif dev.failures >= SLOW_LANE_AFTER_FAILURES and err.kind != "exception":
+            dev.slow = True
+            dev.next_due_ms = now + dev.backoff_ms
+        else:
+            dev.next_due_ms = now + dev.poll_interval_ms
+
+    def _fail_all(self, kind, message):
+        now = self.clock()
+        for d in self.devices:
+            d.counters[kind] += 1
+            d.last_error = "%s: %s" % (kind, message)
+            d.last_error_ms = now
+        self._publish_diag()
+
+    def _setup(self, dev):
+        """Write the setup registers whose read-back differs (watchdog, failsafe current, standby)."""
+        try:
+            for name, w in dev.writes.items():
+                if w["when"] != "setup":
+                    continue
+                fc, addr, words = regmap.encode_write(w, dev.setup_value(name))
+                read_fc = 1 if fc in (5, 15) else 3
+                current = self._transact(dev, read_fc, addr, TYPE_WORDS[w["type"]], retries=dev.retries)
+                if [int(v) for v in current] != [int(v) for v in words]:
+                    self._transact(dev, fc, addr, values=words, retries=dev.retries)
+                    dev.counters["writes"] += 1
+            dev.setup_done = True
+        except (BusError, ValueError) as e:
+            err = e if isinstance(e, BusError) else BusError("exception", str(e))
+            self._failed(dev, err, self.clock())
+
+    def _write_setpoints(self):
+        for dev in self.devices:
+            if dev.desired is None or dev.desired == dev.written or dev.slow or dev.last_ok_ms is None:
+                continue
+            try:
+                self._write_charge(dev, dev.desired[0], dev.desired[1])
+                dev.written = dev.desired
+            except BusError as e:
+                self._failed(dev, e, self.clock())
+
+    def _write_charge(self, dev, current_ma, enable):
+        meta = dev.meta
+        current_ma = min(current_ma, meta["current_max_ma"])
+        if current_ma < meta["current_min_ma"]:
+            enable = False
+        cur_w = dev.writes["current_limit"]
+        if meta["stop_by"] == "zero_current":
+            fc, addr, words = regmap.encode_write(cur_w, current_ma if enable else 0)
+            self._transact(dev, fc, addr, values=words, retries=dev.retries)
+            dev.counters["writes"] += 1
+            return
+        en_w = dev.writes["enable"]
+        steps = [(cur_w, max(current_ma, meta["current_min_ma"])), (en_w, 1 if enable else 0)]
+        if not enable:
+            steps.reverse()  # stop first, then lower the limit
+        for w, value in steps:
+            fc, addr, words = regmap.encode_write(w, value)
+            self._transact(dev, fc, addr, values=words, retries=dev.retries)
+            dev.counters["writes"] += 1
+
+    def _serve_request(self, req):
+        dev = None
+        for d in self.devices:
+            if d.unit_id == req.unit_id:
+                dev = d
+        try:
+            req.result = self._transact(dev, req.function_code, req.address, req.count, unit=req.unit_id)
+        except BusError as e:
+            req.error = e
+        req.done.set()
+
+    def _publish_diag(self):
+        now = self.clock()
+        snap = {d.dev_id: d.diagnostics(now) for d in self.devices}
+        with self._diag_lock:
+            self._diag = snap
+
