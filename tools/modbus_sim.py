@@ -93,6 +93,8 @@ class SimDevice(ModbusBaseDeviceContext):
         self._lock = threading.Lock()
         self.wire_baud = None
         self.turnaround_ms = 0
+        self.last_request_s = time.monotonic()
+        self.fell_back = False
         if values:
             self.set_values(values)
 
@@ -126,8 +128,20 @@ class SimDevice(ModbusBaseDeviceContext):
             self.writes.append((func_code, address, [int(v) for v in values]))
         return None
 
+    def watchdog_check(self, now_s):
+        """Heidelberg EC behaviour: no request for longer than register 257 (ms) -> current limit = failsafe."""
+        if "watchdog" not in self.model.META.get("capabilities", ()):
+            return
+        with self._lock:
+            timeout_ms = self.regs["h"].get(257, 0)
+            if timeout_ms and (now_s - self.last_request_s) * 1000 > timeout_ms and not self.fell_back:
+                self.regs["h"][261] = self.regs["h"].get(262, 0)
+                self.fell_back = True
+
     async def _delay(self, func_code, count, nvalues):
         self.requests += 1
+        self.last_request_s = time.monotonic()
+        self.fell_back = False
         delay = self.delay_ms / 1000.0 + self.turnaround_ms / 1000.0
         if self.wire_baud:
             n = count if func_code in (1, 2, 3, 4) else nvalues
@@ -213,7 +227,13 @@ class SimServer:
         if self.kind == "tcp":
             self.port = self._server.transport.sockets[0].getsockname()[1]
         self._ready.set()
-        await self._stopped.wait()
+        while not self._stopped.is_set():
+            for dev in self.devices.values():
+                dev.watchdog_check(time.monotonic())
+            try:
+                await asyncio.wait_for(self._stopped.wait(), 0.05)
+            except asyncio.TimeoutError:
+                pass
         await self._server.shutdown()
         task.cancel()
 

@@ -2,7 +2,7 @@
 
 Each `BusOwner` is the only code that talks on its line: it serialises every transaction, keeps the silent
 interval the device models need, polls each device with the fewest block reads its table allows, and publishes
-decoded readings with their timestamp into a `ReadingsMailbox` the control loop reads. Setpoints arrive through
+decoded readings with their timestamp into the runtime's `ReadingBoard` (adapters/readings.py). Setpoints arrive through
 a `CommandMailbox` (latest command per device wins). A device that stops answering moves to a slow lane with
 capped exponential back-off, so its timeouts cannot starve the others. Boxes with a watchdog (Heidelberg
 257/262) get their timeout and failsafe current written at connect, so they fall back by themselves if this
@@ -12,16 +12,18 @@ Units: times in ms (monotonic), currents mA, power W, as in `core.quantities`.
 """
 
 import importlib
+import logging
 import threading
 import time
 
 from pymodbus import FramerType
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
-from pymodbus.exceptions import ModbusException
+from pymodbus.exceptions import ConnectionException, ModbusException
 
 from chargemanager.core import regmap
 from chargemanager.core.quantities import TYPE_WORDS
 from chargemanager.devices.index import MODELS
+from chargemanager.shim.clock import monotonic_ms
 
 SLOW_LANE_AFTER_FAILURES = 2
 BACKOFF_START_MS = 1000
@@ -29,10 +31,6 @@ BACKOFF_MAX_MS = 30000
 RECONNECT_DELAY_MS = 1000
 RAW_TIMEOUT_MS = 1000
 PARITIES = ("N", "E", "O")
-
-
-def monotonic_ms():
-    return int(time.monotonic() * 1000)
 
 
 def load_model(model_id):
@@ -100,24 +98,6 @@ class BusError(Exception):
         self.kind = kind
 
 
-class ReadingsMailbox:
-    """Latest reading per device, written by bus threads, read (as a copy) by the control loop."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._latest = {}
-
-    def put(self, dev_id, values, state, at_ms):
-        with self._lock:
-            self._latest[dev_id] = (dict(values), state, at_ms)
-
-    def snapshot(self, now_ms):
-        """{dev_id: {"values": {...}, "state": "A".."F" or None, "age_ms": int}} for every device seen so far."""
-        with self._lock:
-            items = list(self._latest.items())
-        return {dev_id: {"values": dict(v), "state": s, "age_ms": now_ms - at} for dev_id, (v, s, at) in items}
-
-
 class CommandMailbox:
     """Setpoint commands for one owner: the latest per device wins; raw requests queue in order."""
 
@@ -180,6 +160,7 @@ class Device:
         self.poll_interval_ms = interval
         self.timeout_ms = int(self.options.get("timeout_ms", self.meta["timeout_ms"]))
         self.retries = int(self.options.get("retries", 1))
+        self.max_age_ms = int(self.options.get("max_age_ms", max(5000, 3 * interval)))
         self.silent_interval_ms = self.meta["silent_interval_ms"]
         self.next_due_ms = 0
         self.slow = False
@@ -239,6 +220,7 @@ class BusOwner(threading.Thread):
         self._last_silent_ms = 0
         self._rx_seen = False
         self.transactions = 0
+        self._publish_diag()
 
     # ---- called from other threads ----
     def set_charge(self, dev_id, current_ma, enable):
@@ -281,7 +263,9 @@ class BusOwner(threading.Thread):
             while not self._stop_event.is_set():
                 if not self._connect():
                     self._fail_all("io", "cannot open %s" % (transport_key(self.transport),))
-                    self._stop_event.wait(RECONNECT_DELAY_MS / 1000.0)
+                    # reconnect with the devices' capped back-off, at least RECONNECT_DELAY_MS apart
+                    wait_ms = min(d.next_due_ms for d in self.devices) - self.clock()
+                    self._stop_event.wait(max(RECONNECT_DELAY_MS, wait_ms) / 1000.0)
                     continue
                 setpoints, requests = self.commands.take()
                 for req in requests:
@@ -336,8 +320,8 @@ class BusOwner(threading.Thread):
         due = [d for d in self.devices if d.next_due_ms <= now]
         if not due:
             return None
-        # the fast lane first: a silent device on the slow lane waits until the answering ones are served
-        due.sort(key=lambda d: (d.slow, d.next_due_ms))
+        # earliest due first: the slow lane is throttled by its back-off, never starved by a saturated bus
+        due.sort(key=lambda d: d.next_due_ms)
         return due[0]
 
     def _transact(self, dev, function_code, address, count=1, values=None, retries=0, unit=None):
@@ -365,11 +349,15 @@ class BusOwner(threading.Thread):
             self.transactions += 1
             try:
                 rr = self._call(function_code, address, count, values, unit)
+            except ConnectionException as e:
+                last = BusError("io", "line error: %s" % e)
+                self._client.close()
+                break
             except ModbusException as e:
-                kind = "crc" if self._rx_seen else ("io" if "connect" in str(e).lower() else "timeout")
-                last = BusError(kind, "%s: %s" % ("garbled answer (CRC)" if kind == "crc" else "no answer", e))
-                if kind == "io" and self._client is not None:
-                    self._client.close()
+                # pymodbus drops a frame with a bad CRC and waits for the timeout; bytes seen = garbled answer
+                kind = "crc" if self._rx_seen else "timeout"
+                last = BusError(kind, "garbled answer (CRC)" if kind == "crc" else "no answer within %d ms"
+                                % int(timeout_s * 1000))
                 continue
             except OSError as e:
                 last = BusError("io", "line error: %s" % e)
@@ -378,6 +366,10 @@ class BusOwner(threading.Thread):
             finally:
                 self._last_end_ms = self.clock()
                 self._last_silent_ms = dev.silent_interval_ms if dev else 0
+            ctx = getattr(self._client, "ctx", None)
+            if ctx is not None and hasattr(ctx, "max_until_disconnect"):
+                # pymodbus' sync client never resets this count; a silent device must not make it close the line
+                ctx.count_until_disconnect = ctx.max_until_disconnect
             if rr.isError():
                 raise BusError("exception", "Modbus exception %s from unit %d (fc %d, address %d)"
                                % (getattr(rr, "exception_code", "?"), unit, function_code, address))
@@ -437,7 +429,10 @@ class BusOwner(threading.Thread):
         dev.last_state = regmap.iec_state(dev.status, values.get("state_code"))
         dev.last_ok_ms = end
         dev.next_due_ms = now + dev.poll_interval_ms
-        self.readings.put(dev.dev_id, values, dev.last_state, end)
+        published = dict(values)
+        if dev.status is not None:
+            published["state"] = dev.last_state
+        self.readings.publish(dev.dev_id, published, end, dev.max_age_ms)
         if not dev.setup_done and dev.meta["kind"] == "charger":
             self._setup(dev)
 
@@ -458,9 +453,8 @@ class BusOwner(threading.Thread):
     def _fail_all(self, kind, message):
         now = self.clock()
         for d in self.devices:
-            d.counters[kind] += 1
-            d.last_error = "%s: %s" % (kind, message)
-            d.last_error_ms = now
+            d.counters["polls"] += 1
+            self._failed(d, BusError(kind, message), now)
         self._publish_diag()
 
     def _setup(self, dev):
@@ -527,3 +521,142 @@ class BusOwner(threading.Thread):
         with self._diag_lock:
             self._diag = snap
 
+
+
+def is_modbus_model(model_id, kind=None):
+    if model_id not in MODELS:
+        return False
+    return kind is None or load_model(model_id).META["kind"] == kind
+
+
+class ModbusService:
+    """All bus owners of a configuration: devices grouped by line/endpoint, one BusOwner each.
+
+    Built from `meters[]`, the `evses[]` whose type is a Modbus charger model, and the Modbus I/O modules that
+    `inputs[]` name. Runtime service: start(), stop().
+    """
+
+    def __init__(self, readings, clock=monotonic_ms):
+        # pymodbus logs every timeout as ERROR; ours are counted per device and shown in the diagnostics
+        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+        self.readings = readings
+        self.clock = clock
+        self.owners = []
+        self._by_dev = {}
+        self._bus_by_address = {}
+
+    @classmethod
+    def from_config(cls, config, readings, clock=monotonic_ms):
+        svc = cls(readings, clock)
+        entries = []
+        for m in config.get("meters") or []:
+            if not is_modbus_model(m.get("type")):
+                continue  # pushed meters (set_ajax_meter) and SMGW meters have no bus
+            entries.append((m["dev_id"], m["type"], m.get("address", ""), m.get("id", 1), m))
+        for e in config.get("evses") or []:
+            if is_modbus_model(e.get("type"), "charger"):
+                entries.append((e["dev_id"], e["type"], e.get("address", ""), e.get("id", 1), e))
+        for io in io_modules(config):
+            entries.append((io["dev_id"], io["type"], io["address"], io["id"], io))
+        svc.add(entries)
+        return svc
+
+    def add(self, entries):
+        """entries: (dev_id, model_id, address, unit_id, options); ValueError names the first bad entry."""
+        groups = {}
+        for dev_id, model_id, address, unit_id, options in entries:
+            model = load_model(model_id)
+            try:
+                transport = parse_address(address, model)
+            except ValueError as e:
+                raise ValueError("%s: %s" % (dev_id, e))
+            key = transport_key(transport)
+            if key in groups and transport != groups[key][0]:
+                raise ValueError("%s: %s is already used with other serial settings (%s)"
+                                 % (dev_id, key[1], _serial_text(groups[key][0])))
+            opts = {k: options[k] for k in ("poll_interval_ms", "max_age_ms", "timeout_ms", "retries",
+                                             "watchdog_timeout_ms", "failsafe_current_ma") if options.get(k) is not None}
+            dev = Device(dev_id, model_id, unit_id, opts.pop("poll_interval_ms", 1000), opts)
+            groups.setdefault(key, (transport, []))[1].append(dev)
+        for key, (transport, devices) in groups.items():
+            owner = BusOwner(transport, devices, self.readings, self.clock)
+            self.owners.append(owner)
+            for d in devices:
+                self._by_dev[d.dev_id] = owner
+            self._bus_by_address[key] = owner
+
+    def start(self):
+        for o in self.owners:
+            o.start()
+
+    def stop(self):
+        for o in self.owners:
+            o.stop()
+
+    def has(self, dev_id):
+        return dev_id in self._by_dev
+
+    def set_charge(self, dev_id, current_ma, enable):
+        """Hand a setpoint (mA per phase, enable) to the owner of a Modbus charger."""
+        owner = self._by_dev.get(dev_id)
+        if owner is None:
+            raise ValueError("%s is not a Modbus device" % dev_id)
+        owner.set_charge(dev_id, current_ma, enable)
+
+    def diagnostics(self):
+        """Per device: last good reading, its age, lane, error counters and the last error (status API)."""
+        out = []
+        for o in self.owners:
+            bus = ":".join(str(p) for p in transport_key(o.transport))
+            for d in o.diagnostics():
+                d["bus"] = bus
+                out.append(d)
+        return out
+
+    def raw_read(self, unit_id, function_code, address, count, dev_id=None, bus_address=None):
+        """Installer read on a configured bus, chosen by a device id or by its address; see BusOwner.raw_read."""
+        if dev_id is not None:
+            owner = self._by_dev.get(dev_id)
+            if owner is None:
+                raise LookupError("no Modbus device %s" % dev_id)
+            if unit_id is None:
+                unit_id = owner.by_id[dev_id].unit_id
+        else:
+            owner = self._bus_by_address.get(_key_of_address(bus_address or ""))
+            if owner is None:
+                raise LookupError("no configured Modbus bus at %r" % (bus_address,))
+        if unit_id is None:
+            raise ValueError("id (unit id) is required")
+        return owner.raw_read(unit_id, function_code, address, count)
+
+
+def _key_of_address(address):
+    address = address.strip()
+    if address.startswith("/") or address.upper().startswith("COM"):
+        return ("rtu", address.split(",")[0].strip())
+    if address.startswith("tcp://"):
+        address = address[len("tcp://"):]
+    host, sep, port = address.rpartition(":")
+    if not sep:
+        return ("tcp", address, 502)
+    return ("tcp", host, int(port) if port.isdigit() else -1)
+
+
+def _serial_text(t):
+    if t["kind"] != "rtu":
+        return "%s:%d" % (t["host"], t["port"])
+    return "%d,8,%s,%d" % (t["baud"], t["parity"], t["stopbits"])
+
+
+def io_modules(config):
+    """The Modbus I/O modules that `inputs[]` read, one device per (address, unit id)."""
+    seen = {}
+    for inp in config.get("inputs") or []:
+        if inp.get("source") != "modbus":
+            continue
+        key = (inp.get("address", ""), inp.get("id", 1))
+        if key not in seen:
+            seen[key] = {"dev_id": "_IO%d" % (len(seen) + 1), "type": inp.get("type") or "generic_di8",
+                         "address": key[0], "id": key[1], "poll_interval_ms": inp.get("poll_interval_ms", 500),
+                         "max_age_ms": inp.get("max_age_ms", 3000)}
+    return list(seen.values())
