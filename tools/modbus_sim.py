@@ -11,7 +11,8 @@
   (11 bits per character plus t3.5 gaps) and `turnaround_ms` the device's reaction time, since a pty has no
   baud rate.
 
-Run as a script to serve devices by hand: `python tools/modbus_sim.py tcp 5020 heidelberg_ec:1`.
+Run as a script to serve devices by hand (or from another process): `python tools/modbus_sim.py tcp 5020
+heidelberg_ec:1`; it serves until its stdin closes.
 """
 
 import asyncio
@@ -70,10 +71,14 @@ def frame_bytes(function_code, count, request):
     return 8
 
 
+def t35_s(baud):
+    """The 3.5-character silence that ends an RTU frame (1.75 ms fixed above 19200 baud)."""
+    return 0.00175 if baud > 19200 else 3.5 * 11.0 / baud
+
+
 def wire_time_s(nbytes, baud):
-    """Time on the wire for one frame plus the t3.5 silence (11 bits per character: start, 8, parity, stop)."""
-    char_s = 11.0 / baud
-    return nbytes * char_s + max(3.5 * char_s, 0.00175 if baud > 19200 else 0)
+    """Time on the wire for one frame plus its t3.5 silence (11 bits per character: start, 8, parity, stop)."""
+    return nbytes * 11.0 / baud + t35_s(baud)
 
 
 class SimDevice(ModbusBaseDeviceContext):
@@ -144,9 +149,11 @@ class SimDevice(ModbusBaseDeviceContext):
         self.fell_back = False
         delay = self.delay_ms / 1000.0 + self.turnaround_ms / 1000.0
         if self.wire_baud:
+            # the request on the wire and its t3.5 end gap, then the answer; the gap after the answer is the
+            # master's to keep (BusOwner waits max(t3.5, silent interval))
             n = count if func_code in (1, 2, 3, 4) else nvalues
             delay += wire_time_s(frame_bytes(func_code, n, True), self.wire_baud)
-            delay += wire_time_s(frame_bytes(func_code, n, False), self.wire_baud)
+            delay += frame_bytes(func_code, n, False) * 11.0 / self.wire_baud
         if delay > 0:
             await asyncio.sleep(delay)
 
@@ -281,22 +288,28 @@ class PtyPair:
 
 
 def main(argv):
-    if len(argv) < 3:
-        print("usage: modbus_sim.py rtu DEVICE|tcp PORT MODEL:UNIT ...", file=sys.stderr)
-        return 2
+    """modbus_sim.py rtu DEVICE|tcp PORT [--wire-baud N] [--turnaround-ms N] MODEL:UNIT[:silent] ..."""
+    import argparse
+    ap = argparse.ArgumentParser(description="Serve simulated Modbus devices until interrupted.")
+    ap.add_argument("kind", choices=("rtu", "tcp"))
+    ap.add_argument("port", help="pty/serial device for rtu, TCP port for tcp (0 = any)")
+    ap.add_argument("devices", nargs="+", help="MODEL:UNIT, or MODEL:UNIT:silent for a device that never answers")
+    ap.add_argument("--wire-baud", type=int, default=None, help="simulate the wire time of this baud rate")
+    ap.add_argument("--turnaround-ms", type=int, default=0, help="device reaction time")
+    args = ap.parse_args(argv)
     devices = []
-    for spec in argv[2:]:
-        model, _, unit = spec.partition(":")
-        devices.append(SimDevice(model, int(unit or 1)))
-    kind = argv[0]
-    port = argv[1] if kind == "rtu" else int(argv[1])
-    srv = SimServer(kind, devices, port=port).start()
-    print("serving %s on %s" % (", ".join(argv[2:]), srv.port))
+    for spec in args.devices:
+        parts = spec.split(":")
+        devices.append(SimDevice(parts[0], int(parts[1]) if len(parts) > 1 else 1,
+                                 silent=len(parts) > 2 and parts[2] == "silent"))
+    port = args.port if args.kind == "rtu" else int(args.port)
+    srv = SimServer(args.kind, devices, port=port, wire_baud=args.wire_baud, turnaround_ms=args.turnaround_ms).start()
+    print("serving on %s" % srv.port, flush=True)
     try:
-        while True:
-            time.sleep(1)
+        sys.stdin.read()  # until stdin closes or Ctrl-C
     except KeyboardInterrupt:
-        srv.stop()
+        pass
+    srv.stop()
     return 0
 
 
