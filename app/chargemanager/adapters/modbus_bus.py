@@ -582,6 +582,7 @@ class ModbusService:
         self.readings = readings
         self.clock = clock
         self.owners = []
+        self.io_dev_ids = {}  # (address, unit id) of an I/O module named by inputs[] -> its device id
         self._by_dev = {}
         self._bus_by_address = {}
 
@@ -598,6 +599,7 @@ class ModbusService:
                 entries.append((e["dev_id"], e["type"], e.get("address", ""), e.get("id", 1), e))
         for io in io_modules(config):
             entries.append((io["dev_id"], io["type"], io["address"], io["id"], io))
+            svc.io_dev_ids[(io["address"], io["id"])] = io["dev_id"]
         svc.add(entries)
         return svc
 
