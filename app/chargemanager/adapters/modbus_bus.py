@@ -470,7 +470,12 @@ class BusOwner(threading.Thread):
         dev.next_due_ms = dev.poll_start_ms + dev.poll_interval_ms
         published = dict(values)
         if dev.status is not None:
+            # what the load manager reads of an EVSE (adapters/load_manager.py)
             published["state"] = dev.last_state
+            published["online"] = 1
+            published["wants"] = 1 if dev.last_state in ("B", "C", "D") else 0
+            if values.get("import_wh") is not None:
+                published["energy_wh"] = values["import_wh"]
         self.readings.publish(dev.dev_id, published, end, dev.max_age_ms)
         if not dev.setup_done and dev.meta["kind"] == "charger":
             self._setup(dev)

@@ -1,9 +1,9 @@
-"""Grid-side inputs of the load management: the grid meter, its staleness fallback, §14a dimming, and the
-limit of a wallbox that two controllers (Modbus and OCPP) command.
+"""Grid-serving control around the load management: §14a EnWG dimming (legal minimum, state, evidence) and the
+limit of a wallbox that two controllers (Modbus and OCPP) command. The grid meter, household load and the
+stale-meter fallback live in core/tick.py.
 
 Invariants: currents are integer mA per phase, power integer W, times integer ms from the caller's monotonic
-clock (this module never reads a clock). A reading older than its limit is unknown (None), never zero. Pure:
-MicroPython-compatible, no I/O.
+clock (this module never reads a clock). Pure: MicroPython-compatible, no I/O.
 """
 
 # §14a EnWG (BNetzA BK6-22-300, Annex 1): a dimmed controllable device keeps at least 4.2 kW; an energy manager
@@ -20,70 +20,6 @@ def p14a_min_power_w(n_devices):
     factor = P14A_FACTORS.get(n_devices, P14A_FACTOR_MANY)
     # integer arithmetic in per-mille, so 0.45 * 4200 has no float residue
     return P14A_MIN_W + (n_devices - 1) * int(round(factor * 1000)) * P14A_MIN_W // 1000
-
-
-def fresh(reading, now_ms):
-    """The quantities of a (quantities, taken_ms, max_age_ms) reading if it is not older than its limit, else None."""
-    if reading is None:
-        return None
-    quantities, taken_ms, max_age_ms = reading
-    if now_ms - taken_ms > max_age_ms:
-        return None
-    return quantities
-
-
-def grid_load(reading, now_ms):
-    """What the grid meter says the whole site draws: {"current_ma": [l1, l2, l3], "power_w": p} or None.
-
-    None when the reading is missing, stale, or lacks a phase current (the caller then uses the site's
-    error-case limit). Power falls back to the sum of the phase powers when the meter has no total.
-    """
-    q = fresh(reading, now_ms)
-    if q is None:
-        return None
-    currents = [q.get("current_l1_ma"), q.get("current_l2_ma"), q.get("current_l3_ma")]
-    if None in currents:
-        return None
-    power = q.get("power_w")
-    if power is None:
-        parts = [q.get("power_l1_w"), q.get("power_l2_w"), q.get("power_l3_w")]
-        if None in parts:
-            return None
-        power = parts[0] + parts[1] + parts[2]
-    return {"current_ma": currents, "power_w": power}
-
-
-def evse_draw_on_grid(evse_currents_ma, l1_phase):
-    """An EVSE's phase currents [its L1, L2, L3] mapped onto grid phases [1, 2, 3] (phase rotation)."""
-    out = [0, 0, 0]
-    for i in range(3):
-        out[(l1_phase - 1 + i) % 3] += evse_currents_ma[i]
-    return out
-
-
-def household_load(grid, evse_draws):
-    """Site load without the EVSEs: grid minus what the EVSEs draw, per grid phase, never below 0.
-
-    grid: result of grid_load (or None -> None). evse_draws: list of ([l1, l2, l3] mA on grid phases, power W).
-    """
-    if grid is None:
-        return None
-    cur = list(grid["current_ma"])
-    power = grid["power_w"]
-    for currents, p in evse_draws:
-        for i in range(3):
-            cur[i] -= currents[i]
-        power -= p
-    return {"current_ma": [max(0, c) for c in cur], "power_w": max(0, power)}
-
-
-def site_power_limit_w(configured_w, grid, fallback_w):
-    """(limit W, reason): the configured limit while the grid meter is fresh, the error-case limit otherwise."""
-    if grid is None:
-        if configured_w is None:
-            return fallback_w, "grid meter stale: error-case limit"
-        return min(configured_w, fallback_w), "grid meter stale: error-case limit"
-    return configured_w, "site limit"
 
 
 def dual_controlled_limit_ma(modbus_ma, modbus_enable, ocpp_ma, ocpp_enable):
