@@ -5,24 +5,14 @@ the site limit at once (it wakes the control loop), §14a dimming with audit ent
 import json
 import os
 import sys
-import time
 
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
+sys.path.insert(0, os.path.dirname(__file__))
 from modbus_sim import PtyPair, SimDevice, SimServer  # noqa: E402
 from httpclient import call  # noqa: E402
-
-
-def wait_until(cond, timeout_s=30.0, what="condition"):
-    """Bounded wait for a state change (the deadline only stops a hung test)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
+from test_modbus_rtu import wait_until  # noqa: E402
 
 
 def cnf(manager, query, **kw):
@@ -35,20 +25,25 @@ def site(manager, tmp_path):
         meter = SimDevice("eastron_sdm630", 1, {"current_l1_ma": 5000, "current_l2_ma": 5000,
                                                 "current_l3_ma": 5000, "power_w": 3450})
         box = SimDevice("heidelberg_ec", 2, {"state_code": 7})
-        server = SimServer("rtu", [meter, box], port=pty.a).start()
+        evse_meter = SimDevice("eastron_sdm630", 3, {"current_l1_ma": 10000, "current_l2_ma": 10000,
+                                                     "current_l3_ma": 10000, "power_w": 6900})
+        server = SimServer("rtu", [meter, box, evse_meter], port=pty.a).start()
         bus = pty.b + ",19200,8,N,1"
         in1 = tmp_path / "in1"
         in1.write_text("0")
         in2 = tmp_path / "in2"
         in2.write_text("0")
 
-        def configure(**site_fields):
+        def configure(evse_meter=False, **site_fields):
             config = cnf(manager, "cmd=get_config")[2]["config"]
             config["site"].update({"max_current_ma": 25000, "max_power_w": 1000000, "min_pause_s": 0,
                                    "fallback_current_ma": 6000, "meter_max_age_ms": 1500, "tick_ms": 200})
             config["site"].update(site_fields)
             config["meters"] = [{"dev_id": "M1", "type": "eastron_sdm630", "role": "grid", "address": bus, "id": 1,
                                  "poll_interval_ms": 100, "max_age_ms": 1500}]
+            if evse_meter:
+                config["meters"].append({"dev_id": "M2", "type": "eastron_sdm630", "role": "evse", "evse": "E1",
+                                         "address": bus, "id": 3, "poll_interval_ms": 100})
             config["evses"] = [{"dev_id": "E1", "type": "heidelberg_ec", "address": bus, "id": 2,
                                 "poll_interval_ms": 100, "max_current_ma": 16000, "failsafe_current_ma": 6000}]
             config["inputs"] = [{"name": "IN1", "source": "file", "path": str(in1)},
@@ -72,13 +67,27 @@ def test_allocation_follows_the_grid_meter_and_silent_meter_gives_fallback(site,
     wait_until(lambda: box.register(3, 261) == 110, what="25 A - 14 A house load on the worst phase")
     meter.silent = True  # the grid meter stops answering: unknown load, the fallback budget applies
     wait_until(lambda: box.register(3, 261) == 60, what="fallback 6 A")
-    status = cnf(manager, "cmd=get_status")[2]
+    def e1_status():
+        status = cnf(manager, "cmd=get_status")[2]
+        e1 = [e for e in status["evses"] if e["dev_id"] == "E1"][0]
+        return (status, e1) if e1["modbus"]["setpoint"]["current_ma"] == 6000 else None
+    status, e1 = wait_until(e1_status, what="status shows the fallback setpoint")
+    assert e1["decision"]["reason"] == "meter_stale"
     m1 = [d for d in status["modbus"] if d["dev_id"] == "M1"][0]
     assert m1["counters"]["timeout"] > 0 and m1["last_good"]["current_l1_ma"] == 14000
-    e1 = [e for e in status["evses"] if e["dev_id"] == "E1"][0]
-    assert e1["decision"]["reason"] == "meter_stale" and e1["modbus"]["setpoint"]["current_ma"] == 6000
     meter.silent = False
     wait_until(lambda: box.register(3, 261) == 110, timeout_s=60, what="measured room again")
+
+
+def test_evse_meter_replaces_the_box_report(site, manager):
+    configure, meter, box, _, _ = site
+    meter.set_values({"current_l1_ma": 15000, "current_l2_ma": 15000, "current_l3_ma": 15000})
+    configure()
+    # the box reports 0 A: all 15 A on the grid look like house load, 25 - 15 = 10 A for the box
+    wait_until(lambda: box.register(3, 261) == 100, what="10 A without the EVSE meter")
+    configure(evse_meter=True)
+    # M2 measures 10 A in the box's line: house load is 5 A, the box may take its 16 A
+    wait_until(lambda: box.register(3, 261) == 160, what="16 A with the EVSE meter")
 
 
 def test_input_switch_changes_the_site_limit_at_once(site, manager):
@@ -86,6 +95,8 @@ def test_input_switch_changes_the_site_limit_at_once(site, manager):
     # ticks a minute apart: only the input's wake-up can bring the new limit within this test's deadline
     configure(tick_ms=60000, max_power_w="IN1 ? 6900 : 1000000")
     meter.set_values({"current_l1_ma": 0, "current_l2_ma": 0, "current_l3_ma": 0, "power_w": 0})
+    wait_until(lambda: [d for d in cnf(manager, "cmd=get_status")[2]["modbus"]
+                        if d["dev_id"] == "M1"][0]["last_good"]["current_l1_ma"] == 0, what="no house load read")
     before = box.register(3, 261)
     in1.write_text("1")
     wait_until(lambda: box.register(3, 261) == 100, what="6900 W / 3 / 230 V = 10 A")

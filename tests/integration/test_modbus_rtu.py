@@ -129,7 +129,7 @@ def test_silent_device_goes_to_slow_lane_and_others_keep_being_polled(rtu):
     polls_silent_before = diag(svc, "M2")["counters"]["polls"]
     wait_until(lambda: diag(svc, "M1")["counters"]["ok"] >= ok_before + 20, what="20 more meter polls")
     # capped back-off: while the meter was polled 20 times, the silent one was tried only a few times
-    assert diag(svc, "M2")["counters"]["polls"] - polls_silent_before <= 3
+    assert diag(svc, "M2")["counters"]["polls"] - polls_silent_before <= 5
     assert board.get("M2") is None
     d = diag(svc, "M2")
     assert d["counters"]["timeout"] >= 2 and d["last_error"].startswith("timeout")
