@@ -6,20 +6,13 @@ Invariants: currents are integer mA per phase, power integer W, times integer ms
 clock (this module never reads a clock). Pure: MicroPython-compatible, no I/O.
 """
 
-# §14a EnWG (BNetzA BK6-22-300, Annex 1): a dimmed controllable device keeps at least 4.2 kW; an energy manager
-# steering n devices keeps 4.2 kW + (n - 1) * factor * 4.2 kW (simultaneity factor by n; 0.45 from n = 9).
-P14A_MIN_W = 4200
-P14A_FACTORS = {2: 0.8, 3: 0.75, 4: 0.7, 5: 0.65, 6: 0.6, 7: 0.55, 8: 0.5}
-P14A_FACTOR_MANY = 0.45
+from chargemanager.core.limits import section_14a_min_power_w
 
 
 def p14a_min_power_w(n_devices):
-    """Legal minimum total power (W) of n controllable devices behind one energy manager while dimmed."""
-    if n_devices <= 1:
-        return P14A_MIN_W
-    factor = P14A_FACTORS.get(n_devices, P14A_FACTOR_MANY)
-    # integer arithmetic in per-mille, so 0.45 * 4200 has no float residue
-    return P14A_MIN_W + (n_devices - 1) * int(round(factor * 1000)) * P14A_MIN_W // 1000
+    """Legal minimum total power (W) of n controllable devices behind one energy manager while dimmed (§14a
+    EnWG, core/limits.py); at least the one-device minimum, so a cap is never 0."""
+    return section_14a_min_power_w(max(1, n_devices))
 
 
 def dual_controlled_limit_ma(modbus_ma, modbus_enable, ocpp_ma, ocpp_enable):
