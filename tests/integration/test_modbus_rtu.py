@@ -161,3 +161,16 @@ def test_raw_register_read_for_installers(rtu):
         svc.raw_read(1, 4, 0, 1, bus_address="/dev/ttyNOPE")
     with pytest.raises(ValueError):
         svc.raw_read(1, 6, 0, 1, dev_id="M1")  # writes are not offered
+
+
+def test_device_refusing_reads_across_holes_is_read_without_them(rtu):
+    picky = SimDevice("abb_b23", 4, {"power_w": 1500, "voltage_l1_mv": 230000}, strict=True)
+    picky.set_values({q: 0 for q in ("import_wh", "export_wh", "voltage_l2_mv", "voltage_l3_mv", "current_l1_ma",
+                                     "current_l2_ma", "current_l3_ma", "power_l1_w", "power_l2_w", "power_l3_w",
+                                     "frequency_mhz", "power_factor_permille", "power_factor_l1_permille",
+                                     "power_factor_l2_permille", "power_factor_l3_permille")})
+    svc, board, meter, box, _ = rtu(extra_devices=[picky])
+    reading = wait_until(lambda: board.get("M2"), what="reading without holes")[0]
+    assert reading["power_w"] == 1500 and reading["voltage_l1_mv"] == 230000
+    d = diag(svc, "M2")
+    assert d["contiguous_only"] is True and d["counters"]["exception"] >= 1 and d["reads_per_poll"] > 2

@@ -171,6 +171,7 @@ class Device:
         self.failures = 0
         self.backoff_ms = BACKOFF_START_MS
         self.setup_done = False
+        self.contiguous_only = False  # set when the device refused a read spanning unknown registers
         self.desired = None
         self.written = None
         self.last_values = None
@@ -198,6 +199,7 @@ class Device:
             "last_error": self.last_error,
             "last_error_age_ms": None if self.last_error_ms is None else now_ms - self.last_error_ms,
             "setpoint": None if self.written is None else {"current_ma": self.written[0], "enable": self.written[1]},
+            "reads_per_poll": len(self.plan), "contiguous_only": self.contiguous_only,
         }
 
 
@@ -445,7 +447,12 @@ class BusOwner(threading.Thread):
             dev.partial.update(regmap.decode_block(dev.meta, block, words))
         except (BusError, ValueError) as e:
             dev.cursor = 0
-            self._failed(dev, e if isinstance(e, BusError) else BusError("exception", str(e)), dev.poll_start_ms)
+            err = e if isinstance(e, BusError) else BusError("exception", str(e))
+            if err.kind == "exception" and dev.meta["max_gap_regs"] > 0 and _has_holes(block):
+                # some devices refuse reads that span registers they do not have: read without holes from now on
+                dev.plan = regmap.plan_reads(dict(dev.meta, max_gap_regs=0), dev.model.REGMAP)
+                dev.contiguous_only = True
+            self._failed(dev, err, dev.poll_start_ms)
             return
         dev.cursor += 1
         if dev.cursor < len(blocks):
@@ -566,6 +573,14 @@ class BusOwner(threading.Thread):
         with self._diag_lock:
             self._diag = snap
 
+
+
+def _has_holes(block):
+    """True if a planned block read spans registers that no row of the table names."""
+    covered = 0
+    for row in block[3]:
+        covered += TYPE_WORDS[row[3]]
+    return covered < block[2]
 
 
 def is_modbus_model(model_id, kind=None):
