@@ -174,3 +174,12 @@ def test_device_refusing_reads_across_holes_is_read_without_them(rtu):
     assert reading["power_w"] == 1500 and reading["voltage_l1_mv"] == 230000
     d = diag(svc, "M2")
     assert d["contiguous_only"] is True and d["counters"]["exception"] >= 1 and d["reads_per_poll"] > 2
+
+
+def test_monitor_mode_box_is_read_but_never_written(rtu):
+    svc, board, meter, box, _ = rtu(evse_options={"mode": "monitor", "watchdog_timeout_ms": 1000})
+    wait_until(lambda: diag(svc, "E1")["counters"]["ok"] >= 5, what="several polls")
+    svc.set_charge("E1", 10000, True)
+    wait_until(lambda: diag(svc, "E1")["counters"]["ok"] >= 10, what="more polls")
+    assert box.writes == [], "monitor mode: no setup, no setpoint"
+    assert board.get("E1")[0]["state"] == "C"

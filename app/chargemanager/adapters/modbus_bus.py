@@ -160,6 +160,7 @@ class Device:
         self.poll_interval_ms = interval
         self.timeout_ms = int(self.options.get("timeout_ms", self.meta["timeout_ms"]))
         self.retries = int(self.options.get("retries", 1))
+        self.monitor = bool(self.options.get("monitor", False))
         self.max_age_ms = int(self.options.get("max_age_ms", max(5000, 3 * interval)))
         self.silent_interval_ms = self.meta["silent_interval_ms"]
         self.next_due_ms = 0
@@ -484,7 +485,7 @@ class BusOwner(threading.Thread):
             if values.get("import_wh") is not None:
                 published["energy_wh"] = values["import_wh"]
         self.readings.publish(dev.dev_id, published, end, dev.max_age_ms)
-        if not dev.setup_done and dev.meta["kind"] == "charger":
+        if not dev.setup_done and dev.meta["kind"] == "charger" and not dev.monitor:
             self._setup(dev)
 
     def _failed(self, dev, err, now):
@@ -528,7 +529,8 @@ class BusOwner(threading.Thread):
 
     def _write_setpoints(self):
         for dev in self.devices:
-            if dev.desired is None or dev.desired == dev.written or dev.slow or dev.last_ok_ms is None:
+            if (dev.desired is None or dev.desired == dev.written or dev.slow or dev.last_ok_ms is None
+                    or dev.monitor):
                 continue
             try:
                 self._write_charge(dev, dev.desired[0], dev.desired[1])
@@ -614,9 +616,13 @@ class ModbusService:
             if not is_modbus_model(m.get("type")):
                 continue  # pushed meters (set_ajax_meter) and SMGW meters have no bus
             entries.append((m["dev_id"], m["type"], m.get("address", ""), m.get("id", 1), m))
+        site_monitor = (config.get("site") or {}).get("mode") == "monitor"
         for e in config.get("evses") or []:
             if is_modbus_model(e.get("type"), "charger"):
-                entries.append((e["dev_id"], e["type"], e.get("address", ""), e.get("id", 1), e))
+                options = dict(e)
+                # monitor mode: observe only - not even the watchdog/standby setup is written
+                options["monitor"] = site_monitor or e.get("mode") == "monitor"
+                entries.append((e["dev_id"], e["type"], e.get("address", ""), e.get("id", 1), options))
         for io in io_modules(config):
             entries.append((io["dev_id"], io["type"], io["address"], io["id"], io))
             svc.io_dev_ids[(io["address"], io["id"])] = io["dev_id"]
@@ -637,7 +643,8 @@ class ModbusService:
                 raise ValueError("%s: %s is already used with other serial settings (%s)"
                                  % (dev_id, key[1], _serial_text(groups[key][0])))
             opts = {k: options[k] for k in ("poll_interval_ms", "max_age_ms", "timeout_ms", "retries",
-                                             "watchdog_timeout_ms", "failsafe_current_ma") if options.get(k) is not None}
+                                             "watchdog_timeout_ms", "failsafe_current_ma", "monitor")
+                    if options.get(k) is not None}
             dev = Device(dev_id, model_id, unit_id, opts.pop("poll_interval_ms", 1000), opts)
             groups.setdefault(key, (transport, []))[1].append(dev)
         for key, (transport, devices) in groups.items():
