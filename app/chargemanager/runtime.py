@@ -20,6 +20,7 @@ from chargemanager.adapters.http_api import (
     register_variable_commands,
 )
 from chargemanager.adapters.http_server import HttpServer
+from chargemanager.adapters import fieldbus
 from chargemanager.adapters.load_manager import LoadManager
 from chargemanager.adapters.ocpp_service import OcppService
 from chargemanager.adapters.readings import ReadingBoard
@@ -56,6 +57,7 @@ class Runtime:
         self.tick_hooks = []
         self.status_providers = {}
         self.config_listeners = []
+        self.config_checks = []     # f(clean config) -> [{"field", "error"}]: checks beyond the pure schema
         self.extra_routes = []      # f(bottle_app): the config page adds its routes here
         self.started_ms = monotonic_ms()
         self.tick_count = 0
@@ -67,6 +69,7 @@ class Runtime:
         register_status_command(self.commands, self)
         self.load_manager = LoadManager(self)
         self.ocpp = OcppService(self)
+        self.fieldbus = fieldbus.install(self)
         self.http = None
 
     # --- formula names beyond variables ---------------------------------------------------------------------

@@ -312,6 +312,9 @@ def register_config_commands(commands, runtime):
             doc = doc["config"]
         doc = restore_secrets(doc, runtime.config)
         clean, errors = validate_config(doc)
+        if not errors:
+            for check in getattr(runtime, "config_checks", ()):
+                errors.extend(check(clean))
         if errors:
             raise ApiError(400, "configuration rejected: %d field(s) invalid; nothing was changed" % len(errors),
                            fields=errors)

@@ -31,6 +31,9 @@ class LoadManager:
         self.drivers = {}
         self.overrides = {}              # dev_id -> {"current_ma": n or None, "charging": bool, "rules": bool}
         self._reset_requested = False
+        # f(snapshot, readings, now_ms) called before each tick; may refine the snapshot (per-EVSE meters,
+        # §14a dimming cap: adapters/fieldbus.py)
+        self.snapshot_hooks = []
         runtime.config_listeners.append(self.on_config)
         runtime.tick_hooks.append(self.on_tick)
         runtime.status_providers["site"] = self.site_status
@@ -58,9 +61,15 @@ class LoadManager:
             overrides = dict(self.overrides)
             reset = self._reset_requested
             self._reset_requested = False
-        snapshot = snapshot_from_readings(self.plan, self._runtime.readings.snapshot(), now_ms,
+        readings = self._runtime.readings.snapshot()
+        snapshot = snapshot_from_readings(self.plan, readings, now_ms,
                                           minute_of_day=t.tm_hour * 60 + t.tm_min, weekday=t.tm_wday + 1,
                                           overrides=overrides, reset_max_overdraft=reset)
+        for hook in list(self.snapshot_hooks):
+            try:
+                hook(snapshot, readings, now_ms)
+            except Exception:
+                log.exception("snapshot hook %r failed", hook)
         decision, self.state = tick(self.plan, self._runtime.formula_lookup, snapshot, self.state, now_ms)
         self.decision = decision
         evses = dict((e["dev_id"], e) for e in self._runtime.config.get("evses", []))

@@ -71,6 +71,12 @@ SITE = Object([
     Field("section_14a", Bool(), False,
           "§14a EnWG: a site limit given by a formula (the grid operator's) never dims the active EVSEs below "
           "4200 W + (n - 1) x factor x 4200 W, and a failing formula counts as dimming to exactly that."),
+    Field("p14a_input", String(max_length=16), "",
+          "Name of the switching input (e.g. `IN1`) that signals §14a EnWG dimming; empty: none. While it is "
+          "active the EVSEs together get at most the legal minimum (4200 W for one device, 4200 W + (n-1) x "
+          "factor x 4200 W for n)."),
+    Field("p14a_devices", Number(minimum=0, maximum=1000, integer=True), 0,
+          "Number of controllable devices for the §14a minimum; 0: the number of active EVSEs."),
 ], "The site: the house connection and the control loop.")
 
 def _check_rule(clean, path, errors):
@@ -138,6 +144,19 @@ EVSE = Object([
           "OCPP quirk: unit of the charging profiles; `auto` uses A when the box allows it, else W."),
     Field("profile_kind", Enum(("Absolute", "Relative")), "Absolute",
           "OCPP quirk: `Relative` for boxes that mishandle absolute start times in charging profiles."),
+    Field("poll_interval_ms", Number(minimum=0, maximum=60000, integer=True), 1000,
+          "Modbus chargers: how often the box is read, in ms."),
+    Field("max_age_ms", Number(minimum=100, maximum=600000, integer=True), 5000,
+          "Modbus chargers: a reading older than this is unknown, in ms."),
+    Field("watchdog_timeout_ms", Nullable(Number(minimum=0, maximum=65535, integer=True)), None,
+          "Modbus chargers with a watchdog (Heidelberg): without a request for this long the box falls back "
+          "to `failsafe_current_ma` by itself (null: the model's default, 15000)."),
+    Field("failsafe_current_ma", Number(minimum=0, maximum=80000, integer=True), 0,
+          "Modbus chargers with a watchdog: current the box falls back to when the manager stops, in mA "
+          "(0: stop charging). Keep the sum over all boxes within the connection limit."),
+    Field("ocpp_id", String(max_length=64), "",
+          "Modbus chargers that also connect to our OCPP server: their ChargeBox ID; the box then gets the "
+          "minimum of both and charges only if both allow."),
 ], "An EVSE (wallbox connector).")
 
 METER = Object([
@@ -150,6 +169,13 @@ METER = Object([
           "`grid`: measures the whole house connection; `evse`: measures one EVSE; `other`: shown only."),
     Field("max_age_ms", Nullable(Number(minimum=100, maximum=3600000, integer=True)), None,
           "A reading older than this (ms) is unknown (null: `site.meter_max_age_ms`)."),
+    Field("address", String(max_length=128), "",
+          "Modbus: serial device with settings (`/dev/ttyUSB0,9600,8,N,1`) or `host:port` for Modbus TCP."),
+    Field("id", Number(minimum=0, maximum=255, integer=True), 1, "Modbus unit id."),
+    Field("evse", String(max_length=8), "", "For role `evse`: the dev_id of the EVSE this meter measures."),
+    Field("poll_interval_ms", Number(minimum=0, maximum=60000, integer=True), 1000, "How often it is read, in ms."),
+    Field("timeout_ms", Nullable(Number(minimum=20, maximum=10000, integer=True)), None,
+          "Answer timeout in ms (null: the model's default)."),
 ], "A meter.")
 
 OCPP_SERVER = Object([
@@ -169,6 +195,28 @@ HTTP = Object([
     Field("max_body_bytes", Number(minimum=1024, maximum=16 * 1024 * 1024, integer=True), 65536,
           "Largest accepted request body for /cnf, in bytes (larger: 413)."),
 ], "The HTTP API and config page.")
+
+
+def _is_input_name_char(ch):
+    return ("A" <= ch <= "Z") or ("a" <= ch <= "z") or ("0" <= ch <= "9")
+
+
+INPUT = Object([
+    Field("name", String(max_length=8, min_length=2, allowed=_is_input_name_char, allowed_doc="like IN1"), None,
+          "Name in formulas, e.g. `IN1`.", required=True),
+    Field("source", Enum(("file", "modbus", "gpio")), "file",
+          "`file` (development), `modbus` (an I/O module's discrete input) or `gpio` (a board GPIO line)."),
+    Field("path", String(max_length=256), "", "file: the file holding 0/1 (or JSON / NAME=0|1 lines with `key`)."),
+    Field("key", String(max_length=32), "", "file: the key in that file (empty: the whole file is 0 or 1)."),
+    Field("address", String(max_length=128), "", "modbus: the I/O module's bus or host:port."),
+    Field("id", Number(minimum=0, maximum=255, integer=True), 1, "modbus: the I/O module's unit id."),
+    Field("type", String(max_length=32), "generic_di8", "modbus: the I/O module's model id."),
+    Field("channel", Number(minimum=1, maximum=8, integer=True), 1, "modbus: input number 1..8."),
+    Field("chip", String(max_length=64), "/dev/gpiochip0", "gpio: the GPIO chip."),
+    Field("line", Number(minimum=0, maximum=1023, integer=True), 0, "gpio: the line offset on that chip."),
+    Field("active_low", Bool(), False, "gpio: the contact pulls the line low when closed."),
+    Field("invert", Bool(), False, "Report 1 when the contact is open."),
+], "A switching input (ripple control receiver, FNN control box, key switch). A failing source reads 1.")
 
 
 def _check_document(clean, path, errors):
@@ -200,6 +248,7 @@ CONFIG_SCHEMA = Object([
     Field("meters", List(METER, max_items=256, unique_key="dev_id"), [], "The meters."),
     Field("ocpp", Object([Field("server", OCPP_SERVER, {}, OCPP_SERVER.doc)], "OCPP settings."), {}, "OCPP settings."),
     Field("http", HTTP, {}, HTTP.doc),
+    Field("inputs", List(INPUT, max_items=64, unique_key="name"), [], "Switching inputs IN1..."),
 ], "The configuration document.", check_whole=_check_document)
 
 

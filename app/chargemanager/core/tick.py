@@ -30,7 +30,8 @@ Inputs:
                "evses": {"E1": {"online": bool, "wants": bool, "current_ma": [box L1, L2, L3], "power_w": n,
                                 "age_ms": n}},
                "overrides": {"E1": {"current_ma": n or None, "charging": bool, "rules": bool}},
-               "reset_max_overdraft": bool}
+               "reset_max_overdraft": bool,
+               "evse_cap_w": n or absent (§14a dimming: total power of the controlled EVSEs)}
 - `state`: the State returned by the previous tick (None at start).
 """
 
@@ -595,6 +596,16 @@ def tick(config, values, snapshot, state, now_ms):
             if cut_ma[p] > 0:
                 available[p] -= cut_ma[p]
                 phase_reason[p] = "overdraft"
+
+    # 4b. §14a dimming: the controlled EVSEs together get at most `evse_cap_w` (core/gridcontrol.py), spread
+    # evenly over the site's phases so that the total can never exceed it.
+    evse_cap_w = snapshot.get("evse_cap_w")
+    if evse_cap_w is not None:
+        cap_one = limit_power_to_current_ma(evse_cap_w, voltage, nphases)
+        for p in site_phases:
+            if cap_one < available[p]:
+                available[p] = cap_one
+                phase_reason[p] = "grid_operator"
 
     # 5. What each controlled EVSE asks for.
     tick_ms = 0 if state.last_ms is None else max(0, now_ms - state.last_ms)
