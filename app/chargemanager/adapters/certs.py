@@ -1,10 +1,10 @@
 """Certificate store on the data folder (SPEC §6, seed 004 "certificati").
 
-Layout under ``<data>/certs/``: ``index.json`` (the authoritative list of entries), ``<id>.crt`` (PEM certificate,
-followed by its chain if one was imported) and, for entries that carry one, ``<id>.key`` (PEM private key, PKCS#8,
-unencrypted, mode 0600). Every file is written atomically (temp, fsync, rename, fsync dir); the index is written
-last, so a crash leaves either the old or the new entry, never a half one. Files not named by the index are
-removed on open.
+Layout under ``<data>/certs/`` (mode 0700): ``index.json`` (the authoritative list of entries, with its previous
+copy ``index.json.prev``), ``<id>.crt`` (PEM certificate, followed by its chain if one was imported) and, for
+entries that carry one, ``<id>.key`` (PEM private key, PKCS#8, unencrypted, mode 0600). Every file is written atomically (temp, fsync, rename, fsync dir); the index is written
+last, so a crash leaves either the old or the new entry, never a half one. Files not named by the index (such as
+leftovers of an interrupted import) are removed on open.
 
 Uses of an entry:
 - ``server``: a certificate + key the manager presents as a TLS server (OCPP wss, HTTPS). On first start the
@@ -22,13 +22,11 @@ their content.
 
 import datetime
 import errno
-import hashlib
 import ipaddress
 import json
 import os
 import re
 import socket
-import tempfile
 import threading
 import time
 
@@ -37,6 +35,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, ed448, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from chargemanager.adapters.store import atomic_write_bytes, read_json
 
 USES = ("server", "ca", "client")
 SELF_IDS = ("self-rsa", "self-ec")
@@ -54,28 +54,8 @@ class CertError(ValueError):
 
 
 def _atomic_write(path, data, mode=0o644):
-    """Write ``data`` to ``path`` so that a crash leaves the old or the new content; the temp file is created with
-    ``mode`` so a key is never readable by others, not even for an instant."""
-    folder = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    dfd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    # Certificates and keys are replaced whole; no `.prev` copy (an old key must not linger on the partition).
+    atomic_write_bytes(path, data, mode=mode, keep_previous=False)
 
 
 def _to_bytes(pem):
@@ -351,28 +331,21 @@ class CertStore:
         return os.path.join(self.folder, "index.json")
 
     def _read_index(self):
-        try:
-            with open(self._index_path(), "rb") as f:
-                doc = json.loads(f.read().decode("utf-8"))
-            entries = doc.get("entries", {})
-            return {k: v for k, v in entries.items() if _ID_RE.match(k) and v.get("use") in USES}
-        except FileNotFoundError:
+        # read_json falls back to index.json.prev; a box with neither starts over with a new self-signed pair.
+        doc = read_json(self._index_path())
+        entries = doc.get("entries") if isinstance(doc, dict) else None
+        if not isinstance(entries, dict):
             return {}
-        except (ValueError, OSError, AttributeError):
-            # A broken index must not brick the box: start over with the self-signed pair, keep the files for
-            # forensics under a new name.
-            try:
-                os.replace(self._index_path(), self._index_path() + ".broken")
-            except OSError:
-                pass
-            return {}
+        return {k: v for k, v in entries.items()
+                if _ID_RE.match(k) and isinstance(v, dict) and v.get("use") in USES}
 
     def _write_index(self):
         doc = {"version": 1, "entries": self._index}
-        _atomic_write(self._index_path(), json.dumps(doc, indent=1, sort_keys=True).encode("utf-8"), 0o600)
+        atomic_write_bytes(self._index_path(), json.dumps(doc, indent=1, sort_keys=True).encode("utf-8"),
+                           mode=0o600, keep_previous=True)
 
     def _cleanup(self):
-        keep = {"index.json", "index.json.broken"}
+        keep = {"index.json", "index.json.prev"}
         for cid, e in self._index.items():
             keep.add(cid + ".crt")
             if e.get("has_key"):
