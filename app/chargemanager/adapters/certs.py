@@ -276,7 +276,8 @@ def _local_names_and_addresses():
 
 
 def make_self_signed(kind, now_s, names=None, addresses=None, days=SELF_VALID_DAYS):
-    """Generate (certificate, key) for the manager itself: ``kind`` 'rsa' (3072 bit) or 'ec' (P-256).
+    """Generate (certificate, key) for the manager itself: ``kind`` 'rsa' (2048 bit, the white paper's minimum and
+    what every wallbox TLS stack handles) or 'ec' (P-256).
 
     CN = host name, SANs = host names and addresses. not_before lies a day back so a box whose clock was a little
     behind at first start still accepts its own certificate."""
@@ -284,7 +285,7 @@ def make_self_signed(kind, now_s, names=None, addresses=None, days=SELF_VALID_DA
         n, a = _local_names_and_addresses()
         names = n if names is None else names
         addresses = a if addresses is None else addresses
-    key = rsa.generate_private_key(65537, 3072) if kind == "rsa" else ec.generate_private_key(ec.SECP256R1())
+    key = rsa.generate_private_key(65537, 2048) if kind == "rsa" else ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.fromtimestamp(now_s, datetime.timezone.utc)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0]),
                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Charging Manager")])
@@ -526,3 +527,53 @@ class CertStore:
                     raise KeyError(cid)
                 out.append(self.certificate_pem(cid))
             return "".join(out)
+
+
+# --- HTTP commands (the config page shows them) --------------------------------------------------------------------
+
+def register_cert_commands(commands, store):
+    """get_certs, upload_cert, delete_cert for the admin; none callable through the SMGW channel without function 4."""
+    from chargemanager.adapters.http_api import ApiError
+
+    def get_certs(req):
+        return 200, {"certs": store.list()}
+
+    def upload_cert(req):
+        doc = req.json_body()
+        if not isinstance(doc, dict):
+            raise ApiError(400, "body must be a JSON object {\"use\": \"server|ca|client\", \"cert\": \"PEM\", "
+                                "\"key\": \"PEM\", \"passphrase\": \"...\", \"name\": \"...\"}")
+        use = doc.get("use")
+        cert = doc.get("cert")
+        if use not in USES:
+            raise ApiError(400, "'use' must be one of: %s" % ", ".join(USES))
+        if not isinstance(cert, str) or not cert.strip():
+            raise ApiError(400, "'cert' must be the certificate as PEM text")
+        key = doc.get("key")
+        if key is not None and not isinstance(key, str):
+            raise ApiError(400, "'key' must be PEM text")
+        passphrase = doc.get("passphrase")
+        if passphrase is not None and not isinstance(passphrase, str):
+            raise ApiError(400, "'passphrase' must be text")
+        try:
+            added = store.import_cert(use, cert, key, passphrase, doc.get("name", ""))
+        except CertError as exc:
+            raise ApiError(400, str(exc))
+        except OSError as exc:
+            raise ApiError(500, "cannot store the certificate on the data partition (%s); nothing was changed"
+                           % exc.strerror)
+        return 200, {"ok": True, "added": added}
+
+    def delete_cert(req):
+        cid = req.param("id", required=True)
+        try:
+            store.delete(cid)
+        except KeyError:
+            raise ApiError(404, "no certificate with id '%s'" % cid)
+        except CertError as exc:
+            raise ApiError(400, str(exc))
+        return 200, {"ok": True, "deleted": cid}
+
+    commands.register("get_certs", get_certs)
+    commands.register("upload_cert", upload_cert, methods=("POST",))
+    commands.register("delete_cert", delete_cert, methods=("GET", "POST"))

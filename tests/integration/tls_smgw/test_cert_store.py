@@ -22,7 +22,7 @@ def test_first_start_generates_rsa_and_ec_self_signed_with_sans(tmp_path):
     entries = {e["id"]: e for e in store.list()}
     assert set(entries) == {"self-rsa", "self-ec"}
     rsa, ec = entries["self-rsa"], entries["self-ec"]
-    assert (rsa["key_type"], rsa["key_bits"]) == ("rsa", 3072)
+    assert (rsa["key_type"], rsa["key_bits"]) == ("rsa", 2048)
     assert (ec["key_type"], ec["key_bits"]) == ("ec", 256)
     for e in (rsa, ec):
         assert e["use"] == "server" and e["has_key"] and e["self_signed"] and e["valid_now"]
