@@ -297,7 +297,9 @@ def make_self_signed(kind, now_s, names=None, addresses=None, days=SELF_VALID_DA
             .not_valid_after(now + datetime.timedelta(days=days))
             .add_extension(x509.SubjectAlternativeName(san), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            # clientAuth too: the same pair may be presented to the Smart Meter Gateway as our client certificate.
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
             .sign(key, hashes.SHA256()))
     return cert, key
 
