@@ -18,6 +18,7 @@ import asyncio
 import io
 import ipaddress
 import logging
+import socket
 import struct
 import threading
 from urllib.parse import parse_qsl, urlsplit
@@ -196,16 +197,68 @@ class _Socks5Client(asyncio.Protocol):
         return False
 
 
-async def open_socks5_tunnel(proxy_host, proxy_port, proxy_ssl, target_host, target_port, username=None,
-                             password=None, timeout_s=PROXY_TIMEOUT_S):
+class _HttpConnectClient(asyncio.Protocol):
+    """HTTP CONNECT (RFC 9110 §9.3.6) on a fresh transport; pauses it after the 2xx answer."""
+
+    MAX_HEAD = 16384
+
+    def __init__(self, host, port):
+        self.host, self.port = host, port
+        self.done = asyncio.get_running_loop().create_future()
+        self._buf = b""
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+        authority = "[%s]:%d" % (self.host, self.port) if ":" in self.host else "%s:%d" % (self.host, self.port)
+        transport.write(("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (authority, authority)).encode("idna"))
+
+    def data_received(self, data):
+        if self.done.done():
+            return
+        self._buf += data
+        end = self._buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._buf) > self.MAX_HEAD:
+                self._fail("the SMGW's proxy sent an over-long answer to CONNECT")
+            return
+        status_line = self._buf.split(b"\r\n", 1)[0].decode("latin-1")
+        parts = status_line.split(" ", 2)
+        if len(parts) < 2 or not parts[1].isdigit() or not parts[1].startswith("2"):
+            self._fail("HTTP CONNECT to %s:%d failed: %s" % (self.host, self.port, status_line))
+            return
+        if len(self._buf) > end + 4:
+            self._fail("unexpected data after the HTTP CONNECT answer")
+            return
+        self.transport.pause_reading()
+        self.done.set_result(None)
+
+    def _fail(self, msg):
+        if not self.done.done():
+            self.done.set_exception(ConnectionError(msg))
+        self.transport.abort()
+
+    def connection_lost(self, exc):
+        if not self.done.done():
+            self.done.set_exception(ConnectionError("the SMGW's proxy closed the connection during CONNECT"))
+
+
+async def open_proxy_tunnel(method, proxy_host, proxy_port, proxy_ssl, target_host, target_port, username=None,
+                            password=None, timeout_s=PROXY_TIMEOUT_S):
     """A transport (reading paused) through which bytes reach target_host:target_port: TLS to the proxy with
-    `proxy_ssl` (our client certificate), then SOCKS5 CONNECT."""
+    `proxy_ssl` (our client certificate), then SOCKS5 CONNECT (`method` 'socks5') or HTTP CONNECT ('http_connect')."""
     loop = asyncio.get_running_loop()
+    if method == "socks5":
+        factory = lambda: _Socks5Client(target_host, target_port, username, password)  # noqa: E731
+    elif method == "http_connect":
+        factory = lambda: _HttpConnectClient(target_host, target_port)  # noqa: E731
+    else:
+        raise SmgwError("unknown proxy method %r" % method)
 
     async def run():
         transport, proto = await loop.create_connection(
-            lambda: _Socks5Client(target_host, target_port, username, password), proxy_host, proxy_port,
-            ssl=proxy_ssl, server_hostname=proxy_host if proxy_ssl is not None else None)
+            factory, proxy_host, proxy_port, ssl=proxy_ssl,
+            server_hostname=proxy_host if proxy_ssl is not None else None)
         try:
             await proto.done
         except BaseException:
@@ -216,8 +269,8 @@ async def open_socks5_tunnel(proxy_host, proxy_port, proxy_ssl, target_host, tar
     return await asyncio.wait_for(run(), timeout_s)
 
 
-class _SocksConnect(ws_connect):
-    """websockets' connect, opening its TCP stream through a SOCKS5 tunnel (the pattern websockets uses for its own
+class _TunnelConnect(ws_connect):
+    """websockets' connect, opening its TCP stream through a proxy tunnel (the pattern websockets uses for its own
     HTTP proxies: set the protocol on the tunnel's transport, then start TLS on it)."""
 
     def __init__(self, uri, tunnel_fn, **kwargs):
@@ -243,6 +296,53 @@ class _SocksConnect(ws_connect):
             transport.resume_reading()
         connection.connection_made(transport)
         return connection
+
+
+class _Splice(asyncio.Protocol):
+    """One side of an in-process splice between two transports, with flow control both ways."""
+
+    def __init__(self):
+        self.transport = None
+        self.peer = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.peer.transport.write(data)
+
+    def eof_received(self):
+        if self.peer.transport.can_write_eof():
+            self.peer.transport.write_eof()
+            return True
+        self.peer.transport.close()
+        return False
+
+    def connection_lost(self, exc):
+        if self.peer.transport is not None:
+            self.peer.transport.close()
+
+    def pause_writing(self):
+        self.peer.transport.pause_reading()
+
+    def resume_writing(self):
+        self.peer.transport.resume_reading()
+
+
+async def splice_to_socket(transport):
+    """A connected socket whose bytes flow through `transport` (reading paused): one end of a socketpair, the other
+    end spliced to the transport. For callers that take a plain socket (`sock=`), which a TLS-to-the-SMGW stream
+    cannot be."""
+    loop = asyncio.get_running_loop()
+    inner, outer = socket.socketpair()
+    inner.setblocking(False)
+    a, b = _Splice(), _Splice()
+    a.peer, b.peer = b, a
+    transport.set_protocol(a)
+    a.connection_made(transport)
+    await loop.connect_accepted_socket(lambda: b, sock=inner)
+    transport.resume_reading()
+    return outer
 
 
 class SmgwChannel:
@@ -275,20 +375,34 @@ class SmgwChannel:
     async def open_tunnel(self, host, port):
         s = self._settings_fn()
         proxy_host, proxy_port = parse_address(s.get("address"), s.get("proxy_port", 1080))
-        return await open_socks5_tunnel(proxy_host, proxy_port, self.smgw_client_context(), host, port)
+        return await open_proxy_tunnel(s.get("proxy_method", "socks5"), proxy_host, proxy_port,
+                                       self.smgw_client_context(), host, port)
+
+    async def socket_connector(self, host, port):
+        """`connector(host, port)` for the OCPP gateway's backend links: a connected socket to host:port, through
+        the SMGW (TLS + SOCKS5) when function 1 is on, else direct. The backend's TLS runs on top of it."""
+        loop = asyncio.get_running_loop()
+        if not self.active:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            last = None
+            for family, type_, proto, _, addr in infos:
+                sock = socket.socket(family, type_, proto)
+                sock.setblocking(False)
+                try:
+                    await asyncio.wait_for(loop.sock_connect(sock, addr), PROXY_TIMEOUT_S)
+                    return sock
+                except (OSError, asyncio.TimeoutError) as exc:
+                    sock.close()
+                    last = exc
+            raise last or OSError("cannot resolve %s" % host)
+        return await splice_to_socket(await self.open_tunnel(host, port))
 
     def connect(self, uri, **kwargs):
         """Like `websockets.asyncio.client.connect(uri, **kwargs)`; through the SMGW when function 1 is on.
         `ssl=` is the backend's own TLS context (inside the tunnel)."""
         if not self.active:
             return ws_connect(uri, **kwargs)
-        s = self._settings_fn()
-        if s.get("proxy_method") == "http_connect":
-            proxy_host, proxy_port = parse_address(s.get("address"), s.get("proxy_port", 1080))
-            host_text = "[%s]" % proxy_host if ":" in proxy_host else proxy_host
-            return ws_connect(uri, proxy="https://%s:%d" % (host_text, proxy_port),
-                              proxy_ssl=self.smgw_client_context(), proxy_server_hostname=proxy_host, **kwargs)
-        return _SocksConnect(uri, self.open_tunnel, **kwargs)
+        return _TunnelConnect(uri, self.open_tunnel, **kwargs)
 
 
 # --- the CLS listener -----------------------------------------------------------------------------------------------
@@ -580,5 +694,5 @@ def install(runtime, cls_port=None):
     return service
 
 
-__all__ = ["SmgwChannel", "SmgwService", "SmgwError", "Socks5Error", "install", "open_socks5_tunnel",
+__all__ = ["SmgwChannel", "SmgwService", "SmgwError", "Socks5Error", "install", "open_proxy_tunnel",
            "parse_address", "socks5_connect_request"]

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action, RegistrationStatus
+from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import serve
 
 from chargemanager.adapters import tls
@@ -205,8 +206,13 @@ def _backend_cert(tmp_path):
     return str(c), str(k)
 
 
-@pytest.mark.parametrize("method", ["socks5", "http_connect"])
-def test_ocpp_link_through_the_smgw_proxy_end_to_end(tmp_path, sim, method):
+@pytest.mark.parametrize("method,api", [
+    ("socks5", "connect"),       # SmgwChannel.connect: drop-in for websockets' connect
+    ("socks5", "socket"),        # SmgwChannel.socket_connector: the OCPP gateway's `connector(host, port)` hook
+    ("http_connect", "connect"),
+    ("http_connect", "socket"),
+])
+def test_ocpp_link_through_the_smgw_proxy_end_to_end(tmp_path, sim, method, api):
     backend_crt, backend_key = _backend_cert(tmp_path)
     rt = _make_runtime(tmp_path / "data", sim, f1_ocpp_gateway=True, proxy_method=method)
     seen = {}
@@ -232,8 +238,14 @@ def test_ocpp_link_through_the_smgw_proxy_end_to_end(tmp_path, sim, method):
         rt.apply_config(validate_config(cfg)[0])
         try:
             client_ctx = tls.client_context(ca_pem=read(backend_crt))
-            async with rt.smgw.channel.connect("wss://localhost:%d/ocpp/WB-0815" % backend_port, ssl=client_ctx,
-                                               subprotocols=["ocpp1.6"], open_timeout=20) as ws:
+            uri = "wss://localhost:%d/ocpp/WB-0815" % backend_port
+            if api == "connect":
+                link = rt.smgw.channel.connect(uri, ssl=client_ctx, subprotocols=["ocpp1.6"], open_timeout=20)
+            else:
+                sock = await rt.smgw.channel.socket_connector("localhost", backend_port)
+                link = ws_connect(uri, sock=sock, ssl=client_ctx, proxy=None, subprotocols=["ocpp1.6"],
+                                  open_timeout=20)
+            async with link as ws:
                 cp = ChargePoint("WB-0815", ws)
                 task = asyncio.ensure_future(cp.start())
                 result = await cp.call(call.BootNotification(charge_point_vendor="Köln Wallbox",
@@ -276,4 +288,61 @@ def test_proxy_refuses_a_manager_it_does_not_trust(tmp_path, sim):
     finally:
         rt.shutdown()
     assert isinstance(outcome, (ssl.SSLError, ConnectionError, OSError)), outcome
+    assert sim.connections == []
+
+
+def test_unreachable_backend_gives_a_clear_socks_error(tmp_path, sim):
+    rt = _make_runtime(tmp_path / "data", sim, f1_ocpp_gateway=True)
+
+    async def main():
+        port = await sim.start_proxy()
+        cfg = dict(rt.config)
+        cfg["smgw"] = dict(cfg["smgw"], proxy_port=port)
+        rt.apply_config(validate_config(cfg)[0])
+        # A port nobody listens on: bind one, note it, close it.
+        probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        dead_port = probe.sockets[0].getsockname()[1]
+        probe.close()
+        await probe.wait_closed()
+        try:
+            await rt.smgw.channel.socket_connector("127.0.0.1", dead_port)
+            return None
+        except ConnectionError as exc:
+            return exc
+        finally:
+            await sim.stop_proxy()
+
+    try:
+        exc = asyncio.run(main())
+    finally:
+        rt.shutdown()
+    assert exc is not None and "connection refused" in str(exc)
+
+
+def test_function_1_off_connects_directly(tmp_path, sim):
+    rt = _make_runtime(tmp_path / "data", sim, f1_ocpp_gateway=False)
+
+    async def main():
+        got = []
+        arrived = asyncio.Event()
+
+        async def accept(reader, writer):
+            got.append(await reader.readexactly(5))
+            arrived.set()
+            writer.close()
+
+        server = await asyncio.start_server(accept, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        sock = await rt.smgw.channel.socket_connector("127.0.0.1", port)
+        sock.sendall(b"hello")
+        await arrived.wait()
+        sock.close()
+        server.close()
+        await server.wait_closed()
+        return got
+
+    try:
+        assert asyncio.run(main()) == [b"hello"]
+    finally:
+        rt.shutdown()
     assert sim.connections == []
