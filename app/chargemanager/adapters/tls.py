@@ -229,3 +229,22 @@ def serve_kwargs(mode, ssl_context_fn):
     if mode in ("on", "detect"):
         return {"create_connection": detect_connection_factory(ssl_context_fn, allow_plain=(mode == "detect"))}
     raise ValueError("ocpp.server.tls must be one of off, detect, on")
+
+
+def store_context_fn(store):
+    """A function returning the OCPP server context built from the certificate store, rebuilt after the store
+    changes. Client certificates are asked for (never required) when the store trusts any CA: profile-3 boxes are
+    then verified, and the profile check per box decides. Without a CA nothing is asked, so a box that carries a
+    certificate anyway is not refused for sending it."""
+    cache = {}
+    store.on_change(cache.clear)
+
+    def get():
+        ctx = cache.get("ctx")
+        if ctx is None:
+            ca = store.ca_pem()
+            ctx = server_context(store, client_ca_pem=ca or None, client_cert="optional" if ca else "none")
+            cache["ctx"] = ctx
+        return ctx
+
+    return get

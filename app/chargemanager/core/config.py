@@ -130,6 +130,11 @@ EVSE = Object([
           "Maximum charging power in W, a number or a formula (null: no power limit)."),
     Field("prio", Number(minimum=0, maximum=100, integer=True), 1, "Priority; higher is served first."),
     Field("mode", Enum(("active", "monitor")), "active", "`monitor`: observe only, send no limits."),
+    Field("security_profile", Number(minimum=0, maximum=3, integer=True), 0,
+          "OCPP security profile the box must connect with (white paper; one per box, refused on any other): 0 = ws "
+          "without credentials, 1 = ws + server password, 2 = wss + server password, 3 = wss + client certificate "
+          "from a trusted CA (`ca` entry of the certificate store). 2 and 3 need `ocpp.server.tls` `detect` or "
+          "`on`; 1 and 2 need `ocpp.server.password`."),
     Field("rules", List(RULE, max_items=32), [], "Charging rules, evaluated in order (docs/load-management.md)."),
     Field("gateway", GATEWAY, {}, "OCPP gateway settings."),
 ], "An EVSE (wallbox connector).")
@@ -221,6 +226,17 @@ def _check_document(clean, path, errors):
                     errors.append({"field": "evses[%d].address" % index,
                                    "error": "ChargeBox ID character %r not allowed" % ch})
                     break
+    server = (clean.get("ocpp") or {}).get("server") or {}
+    for index, evse in enumerate(clean.get("evses") or []):
+        profile = evse.get("security_profile", 0)
+        if evse.get("type") != "ocpp16" or not profile:
+            continue
+        if profile >= 2 and server.get("tls", "off") == "off":
+            errors.append({"field": "evses[%d].security_profile" % index,
+                           "error": "profile %d needs TLS: set ocpp.server.tls to detect or on" % profile})
+        if profile in (1, 2) and not server.get("password"):
+            errors.append({"field": "evses[%d].security_profile" % index,
+                           "error": "profile %d needs the OCPP server password (ocpp.server.password)" % profile})
     smgw = clean.get("smgw") or {}
     if smgw.get("enabled"):
         if not smgw.get("address"):
