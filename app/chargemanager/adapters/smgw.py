@@ -91,7 +91,10 @@ def socks5_connect_request(host, port):
         ip = ipaddress.ip_address(host)
         atyp, addr = (1, ip.packed) if ip.version == 4 else (4, ip.packed)
     except ValueError:
-        name = host.encode("idna")
+        try:
+            name = host.encode("idna")
+        except UnicodeError as exc:
+            raise Socks5Error("host name %r cannot be sent to the SMGW: %s" % (host[:80], exc)) from None
         if len(name) > 255:
             raise Socks5Error("host name too long for SOCKS5")
         atyp, addr = 3, bytes([len(name)]) + name

@@ -234,3 +234,33 @@ def test_security_profile_decisions():
         reason = tls.check_security_profile(profile, info, basic, ident)
         assert (reason is None) == ok, (profile, info, basic, reason)
     assert tls.check_security_profile(3, tls_cert, None, "OTHER", require_cn=True) is not None
+
+
+def test_detect_closes_a_client_that_sends_nothing_or_leaves(tmp_path):
+    """Slow-loris protection: a connection that sends no first byte within the peek timeout is closed; one that
+    closes before sending is cleaned up; the listener keeps serving."""
+    store = _store(tmp_path)
+
+    def ctx():
+        return tls.server_context(store)
+
+    async def main():
+        factory = tls.detect_connection_factory(ctx, peek_timeout_s=0.5)
+        server = await serve(_report, "127.0.0.1", 0, create_connection=factory)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            silent = await reader.read()          # b"": the server closed the silent connection
+            writer.close()
+            _, quitter = await asyncio.open_connection("127.0.0.1", port)
+            quitter.close()
+            await quitter.wait_closed()
+            after = await _ask("ws://127.0.0.1:%d/AFTER" % port)
+        finally:
+            server.close()
+            await server.wait_closed()
+        return silent, after
+
+    silent, after = asyncio.run(main())
+    assert silent == b""
+    assert after["path"] == "/AFTER"
