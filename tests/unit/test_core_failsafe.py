@@ -1,7 +1,7 @@
 """Failsafe variables (§14a, REFERENCE A6): entry after the timeout, exit on the grid operator's next write.
 Runs under CPython and MicroPython."""
 
-from chargemanager.core.failsafe import FailsafeMonitor, para14a_min_power_w
+from chargemanager.core.failsafe import FailsafeMonitor
 
 AVAIL = {"name": "AVAIL", "timeout_s": 900, "value": 15, "refresh_by": "smgw"}
 
@@ -88,10 +88,3 @@ def test_status_shows_remaining_time():
     s = m.status(300000)[0]
     assert s["name"] == "AVAIL" and s["active"] is False
     assert s["remaining_s"] == 600 and s["since_write_s"] == 300
-
-
-def test_para14a_minimum():
-    # Rows: (controllable devices, minimum W) from §14a (BNetzA BK6-22-300): 4.2 kW + (n-1) x factor x 4.2 kW.
-    rows = [(0, 0), (1, 4200), (2, 7560), (3, 10500), (4, 13020), (9, 19320), (20, 40110)]
-    for n, want in rows:
-        assert para14a_min_power_w(n) == want, (n, para14a_min_power_w(n))

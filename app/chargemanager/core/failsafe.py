@@ -17,21 +17,6 @@ Pure module (MicroPython-compatible).
 
 SOURCES = ("smgw", "any")
 
-# §14a EnWG: combined minimum of an energy manager with n controllable devices (REFERENCE §10):
-# 4.2 kW + (n - 1) x factor x 4.2 kW, the factor falling with n.
-_PARA14A_FACTORS = {2: 0.8, 3: 0.75, 4: 0.7, 5: 0.65, 6: 0.6, 7: 0.55, 8: 0.5}
-PARA14A_MIN_W = 4200
-
-
-def para14a_min_power_w(n_devices):
-    """The §14a minimum power in W that a grid operator may dim `n_devices` controllable devices down to."""
-    if n_devices <= 0:
-        return 0
-    if n_devices == 1:
-        return PARA14A_MIN_W
-    factor = _PARA14A_FACTORS.get(n_devices, 0.45)
-    return int(round(PARA14A_MIN_W + (n_devices - 1) * factor * PARA14A_MIN_W))
-
 
 def _key(name):
     return name.upper()
