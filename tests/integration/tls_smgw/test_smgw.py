@@ -346,3 +346,37 @@ def test_function_1_off_connects_directly(tmp_path, sim):
     finally:
         rt.shutdown()
     assert sim.connections == []
+
+
+def test_avail_zero_through_the_smgw_stops_the_charging_at_the_next_tick(tmp_path, sim):
+    """The seed's example: house connection power `55000 * AVAIL / 100`; the grid operator sets AVAIL=0 through
+    the SMGW; the woken control loop grants the charging car 0 A, bound by the grid operator."""
+    rt = _make_runtime(tmp_path / "data", sim)
+    cfg = dict(rt.config)
+    cfg["site"] = dict(cfg["site"], max_power_w="55000 * AVAIL / 100", max_current_ma=80000)
+    cfg["evses"] = [{"dev_id": "E1", "type": "ocpp16", "address": "WB1", "id": 1, "phases": 3}]
+    clean, errors = validate_config(cfg)
+    assert errors == []
+    rt.apply_config(clean)
+    rt.start()
+    try:
+        def tick():
+            now = monotonic_ms()
+            rt.readings.publish("M1", {"power_w": 3000, "current_l1_ma": 4300, "current_l2_ma": 4300,
+                                       "current_l3_ma": 4300}, now)
+            rt.readings.publish("E1", {"online": True, "wants": True, "current_l1_ma": 0, "current_l2_ma": 0,
+                                       "current_l3_ma": 0, "power_w": 0}, now)
+            rt.tick(now)
+            return rt.load_manager.decision.evses["E1"]
+
+        assert sim.cls_request(_url(rt, "cmd=set_cm_vars&name=AVAIL&val=100"))[0] == 200
+        before = tick()
+        assert before.current_ma >= 16000, before.to_dict()
+        rt.wake.clear()
+        assert sim.cls_request(_url(rt, "cmd=set_cm_vars&name=AVAIL&val=0"))[0] == 200
+        assert rt.wake.is_set()  # the loop runs at once, not at the next regular tick
+        after = tick()
+        assert after.current_ma == 0 and after.enable is False, after.to_dict()
+        assert rt.load_manager.site_status()["limit_reason"] == "grid_operator"
+    finally:
+        rt.shutdown()
