@@ -410,12 +410,29 @@ class SmgwChannel:
 
 # --- the CLS listener -----------------------------------------------------------------------------------------------
 
+PEER_CERT_FN_KEY = "chargemanager.peer_cert_der"
+
+
+class DeferredHandshakeAdapter(BuiltinSSLAdapter):
+    """cheroot's TLS adapter, but the handshake runs in the worker thread at the first read, not in cheroot's
+    accepting thread: with the stock adapter one client that opens TCP and sends nothing holds up every other
+    connection (the grid operator's included) for the whole socket timeout. A handshake failure then surfaces as a
+    read error of that connection only. The environ gets a callable for the verified client certificate."""
+
+    def wrap(self, sock):
+        tls_sock = self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        env = {"wsgi.url_scheme": "https", "HTTPS": "on",
+               PEER_CERT_FN_KEY: lambda: tls_sock.getpeercert(binary_form=True)}
+        return tls_sock, env
+
+
 def _peer_subject(environ):
-    pem = environ.get("SSL_CLIENT_CERT")
-    if not pem:
+    fn = environ.get(PEER_CERT_FN_KEY)
+    der = fn() if fn is not None else None
+    if not der:
         return None
     try:
-        return name_text(x509.load_pem_x509_certificate(pem.encode("ascii")).subject)
+        return name_text(x509.load_der_x509_certificate(der).subject)
     except ValueError:
         return None
 
@@ -482,7 +499,7 @@ class ClsListener:
 
     def start(self, port):
         ctx, (cert_path, key_path) = self.context()
-        self._adapter = BuiltinSSLAdapter(cert_path, key_path)
+        self._adapter = DeferredHandshakeAdapter(cert_path, key_path)
         self._adapter.context = ctx
         max_body = self._runtime.config["http"]["max_body_bytes"]
         app = build_app(self._runtime.commands, self._runtime.auth, max_body)

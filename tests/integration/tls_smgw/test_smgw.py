@@ -11,6 +11,7 @@
 import asyncio
 import http.client
 import json
+import socket
 import ssl
 import time
 
@@ -380,3 +381,18 @@ def test_avail_zero_through_the_smgw_stops_the_charging_at_the_next_tick(tmp_pat
         assert rt.load_manager.site_status()["limit_reason"] == "grid_operator"
     finally:
         rt.shutdown()
+
+
+def test_an_idle_connection_does_not_hold_up_the_grid_operator(runtime, sim):
+    """Someone on the home network opens the CLS port and sends nothing: the SMGW's request is still served (the
+    TLS handshake runs per connection, not in the accepting thread)."""
+    idle = socket.create_connection(("127.0.0.1", runtime.smgw.listener.port))
+    try:
+        assert sim.cls_request(_url(runtime, "cmd=get_cm_vars"))[0] == 200
+        # The idle connection is still open, so the request did not wait for the idle one to time out first (with
+        # the handshake in the accepting thread it would have been closed before the request was even accepted).
+        idle.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            idle.recv(1)
+    finally:
+        idle.close()
