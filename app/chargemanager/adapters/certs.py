@@ -534,7 +534,8 @@ class CertStore:
 # --- HTTP commands (the config page shows them) --------------------------------------------------------------------
 
 def register_cert_commands(commands, store):
-    """get_certs, upload_cert, delete_cert for the admin; none callable through the SMGW channel without function 4."""
+    """get_certs, get_cert_pem, upload_cert, delete_cert for the admin; none callable through the SMGW channel
+    without function 4."""
     from chargemanager.adapters.http_api import ApiError
 
     def get_certs(req):
@@ -576,6 +577,15 @@ def register_cert_commands(commands, store):
             raise ApiError(400, str(exc))
         return 200, {"ok": True, "deleted": cid}
 
+    def get_cert_pem(req):
+        cid = req.param("id", required=True)
+        try:
+            entry = store.get(cid)
+        except KeyError:
+            raise ApiError(404, "no certificate with id '%s'" % cid)
+        return 200, {"id": cid, "subject": entry["subject"], "pem": store.certificate_pem(cid)}
+
     commands.register("get_certs", get_certs)
+    commands.register("get_cert_pem", get_cert_pem)
     commands.register("upload_cert", upload_cert, methods=("POST",))
     commands.register("delete_cert", delete_cert, methods=("GET", "POST"))
