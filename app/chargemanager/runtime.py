@@ -14,7 +14,9 @@ import threading
 import time
 
 from chargemanager import __version__
+from chargemanager.adapters import smgw
 from chargemanager.adapters.auth import AdminAuth
+from chargemanager.adapters.certs import CertStore, register_cert_commands
 from chargemanager.adapters.http_api import (
     CommandTable, build_app, register_config_commands, register_password_command, register_status_command,
     register_variable_commands,
@@ -71,6 +73,9 @@ class Runtime:
         self.ocpp = OcppService(self)
         self.fieldbus = fieldbus.install(self)
         self.http = None
+        self.certs = CertStore(self.store.folder, now_fn=wall_time_s)
+        register_cert_commands(self.commands, self.certs)
+        self.smgw = smgw.install(self)
 
     # --- formula names beyond variables ---------------------------------------------------------------------
     def lookup(self, name):

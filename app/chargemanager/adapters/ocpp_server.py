@@ -33,6 +33,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Response
 from websockets.protocol import State
 
+from chargemanager.adapters import tls
 from chargemanager.adapters.ocpp_schemas import Schemas
 from chargemanager.core import ocpp_session as osession
 from chargemanager.core import ocpp_station as ostation
@@ -203,18 +204,26 @@ class Connection:
 class OcppServer:
     """The Central System. `evses`: config `evses[]` entries (only `type == "ocpp16"` ones are used).
 
-    Options: `password` (server password, HTTP Basic), `ssl` (an `ssl.SSLContext` for wss), `sock` (a pre-bound,
-    listening socket, e.g. from the TLS `detect` front), `ping_interval_s`/`ping_timeout_s` (websocket keepalive,
+    Options: `password` (server password, HTTP Basic), `ssl` (an `ssl.SSLContext` for wss), `tls_mode`
+    (`ocpp.server.tls`: `off`, `detect` = ws and wss on one port, `on` = wss only) with `ssl_context_fn` (returns
+    the current server context, so new certificates apply to the next handshake; see `tls.store_context_fn`),
+    `sock` (a pre-bound, listening socket), `ping_interval_s`/`ping_timeout_s` (websocket keepalive,
     < 60 s so half-open links are found, A2), `response_timeout_s`, `max_message_bytes`, `monitor` (site in monitor
     mode: no profiles at all), `close_after_timeouts` (close a link whose CALLs keep timing out, A4 #2)."""
 
     def __init__(self, evses=(), host="0.0.0.0", port=DEFAULT_PORT, password=None, ssl=None, sock=None,
                  ping_interval_s=30, ping_timeout_s=30, response_timeout_s=30, max_message_bytes=256 * 1024,
-                 monitor=False, close_after_timeouts=3, voltage_v=230, on_publish=None):
+                 monitor=False, close_after_timeouts=3, voltage_v=230, on_publish=None, tls_mode=None,
+                 ssl_context_fn=None):
         self.host = host
         self.port = port
         self.password = password or None
         self.ssl = ssl
+        if tls_mode not in (None, "off") and ssl_context_fn is None:
+            raise ValueError("tls_mode %r needs ssl_context_fn" % tls_mode)
+        self.tls_mode = tls_mode
+        self.ssl_context_fn = ssl_context_fn
+        self.security_profiles = {}  # chargebox id -> OCPP security profile 0..3 (white paper: one per box)
         self.sock = sock
         self.ping_interval_s = ping_interval_s
         self.ping_timeout_s = ping_timeout_s
@@ -250,14 +259,18 @@ class OcppServer:
 
     def _build_stations(self, evses):
         by_box = {}
+        profiles = {}
         for evse in evses:
             if evse.get("type") != "ocpp16":
                 continue
+            # Connectors of one box share its link; the strictest profile configured on any of them counts.
+            profiles[evse["address"]] = max(profiles.get(evse["address"], 0), int(evse.get("security_profile", 0)))
             opts = ostation.connector_opts(evse)
             opts["voltage_v"] = self.voltage_v
             if self.monitor:
                 opts["mode"] = "monitor"
             by_box.setdefault(evse["address"], {})[int(evse.get("id", 1))] = opts
+        self.security_profiles = profiles
         for cbid, connectors in by_box.items():
             st = self.stations.get(cbid)
             if st is None:
@@ -379,10 +392,20 @@ class OcppServer:
                 self._record_seen(cbid, peer)
             log.info("refused unknown ChargeBox ID %r from %s", cbid, peer)
             return _text_response(http.HTTPStatus.NOT_FOUND, "unknown ChargeBox ID")
-        if self.password is not None and not self._authorized(cbid, request.headers.get("Authorization")):
+        profile = self.security_profiles.get(cbid, 0)
+        # Profile 3 authenticates by client certificate instead of the password (white paper A00.FR.401).
+        if self.password is not None and profile != 3 and \
+                not self._authorized(cbid, request.headers.get("Authorization")):
             log.info("refused ChargeBox ID %r: bad or missing credentials", cbid)
             return _text_response(http.HTTPStatus.UNAUTHORIZED, "credentials required (user = ChargeBox ID)",
                                   [("WWW-Authenticate", 'Basic realm="OCPP", charset="UTF-8"')])
+        # White paper A00.FR.002: a box configured for a profile is refused on any other, also in detect mode.
+        basic_ok = None if self.password is None else True  # a wrong password was refused just above
+        reason = tls.check_security_profile(profile, tls.peer_info(connection.transport), basic_ok, cbid)
+        if reason is not None:
+            log.warning("refused ChargeBox ID %r from %s: %s", cbid,
+                        connection.remote_address[0] if connection.remote_address else None, reason)
+            return _text_response(http.HTTPStatus.FORBIDDEN, reason)
         return None
 
     def _authorized(self, cbid, header):
@@ -449,6 +472,9 @@ class OcppServer:
         kw = dict(subprotocols=[SUBPROTOCOL], process_request=self._process_request, compression=None,
                   ping_interval=self.ping_interval_s, ping_timeout=self.ping_timeout_s,
                   max_size=self.max_message_bytes, open_timeout=10, ssl=self.ssl, server_header=None)
+        if self.tls_mode not in (None, "off"):
+            kw["ssl"] = None
+            kw.update(tls.serve_kwargs(self.tls_mode, self.ssl_context_fn))
         if self.sock is not None:
             kw["sock"] = self.sock
         else:

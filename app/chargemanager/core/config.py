@@ -136,6 +136,11 @@ EVSE = Object([
           "Maximum charging power in W, a number or a formula (null: no power limit)."),
     Field("prio", Number(minimum=0, maximum=100, integer=True), 1, "Priority; higher is served first."),
     Field("mode", Enum(("active", "monitor")), "active", "`monitor`: observe only, send no limits."),
+    Field("security_profile", Number(minimum=0, maximum=3, integer=True), 0,
+          "OCPP security profile the box must connect with (white paper; one per box, refused on any other): 0 = ws "
+          "without credentials, 1 = ws + server password, 2 = wss + server password, 3 = wss + client certificate "
+          "from a trusted CA (`ca` entry of the certificate store). 2 and 3 need `ocpp.server.tls` `detect` or "
+          "`on`; 1 and 2 need `ocpp.server.password`."),
     Field("rules", List(RULE, max_items=32), [], "Charging rules, evaluated in order (docs/load-management.md)."),
     Field("gateway", GATEWAY, {}, "OCPP gateway settings."),
     Field("stack_level_zero", Bool(), False,
@@ -219,6 +224,45 @@ INPUT = Object([
 ], "A switching input (ripple control receiver, FNN control box, key switch). A failing source reads 1.")
 
 
+SMGW_FAILSAFE = Object([
+    Field("name", String(max_length=32, min_length=1), None, "Variable name, e.g. `AVAIL`.", required=True),
+    Field("timeout_s", Number(minimum=10, maximum=7 * 86400, integer=True), 900,
+          "If the variable has not been written for this long, it takes its failsafe value, in s."),
+    Field("value", NumberOrFormula(), None,
+          "Failsafe value (number or formula), e.g. the `AVAIL` that leaves 4.2 kW per controllable device (§14a).",
+          required=True),
+    Field("refresh_by", Enum(("smgw", "any")), "smgw",
+          "Who keeps the variable out of failsafe by writing it: `smgw` only the grid operator through the Smart "
+          "Meter Gateway, `any` also the admin."),
+], "A variable the grid operator must keep refreshing.")
+
+SMGW = Object([
+    Field("enabled", Bool(), False, "Use a Smart Meter Gateway (SMGW) on the home network."),
+    Field("address", String(max_length=256), "",
+          "The SMGW's IP address or URL in the home network (`192.168.1.10`, `smgw.local:1080`, "
+          "`https://192.168.1.10:3128`); a port given here overrides `proxy_port`."),
+    Field("proxy_method", Enum(("socks5", "http_connect")), "socks5",
+          "How outgoing connections pass the SMGW (function 1): TLS to the SMGW, then a SOCKS5 (RFC 1928) or an "
+          "HTTP CONNECT request for the backend, then the backend's own TLS inside."),
+    Field("proxy_port", Number(minimum=1, maximum=65535, integer=True), 1080, "TCP port of the SMGW's proxy."),
+    Field("cert", String(max_length=64), "self-rsa",
+          "Id of our certificate (with key) presented to the SMGW, both on the CLS listener and on outgoing "
+          "connections (see get_certs)."),
+    Field("trust", String(max_length=64), "",
+          "Id of the trusted SMGW certificate or the CA that issued it (a `ca` entry, see get_certs)."),
+    Field("cls_port", Number(minimum=1, maximum=65535, integer=True), 8443,
+          "TCP port of the mutual-TLS listener for the CLS channel the SMGW opens towards us."),
+    Field("f1_ocpp_gateway", Bool(), False, "Function 1: OCPP gateway connections to the backends go through the SMGW."),
+    Field("f2_grid_power", Bool(), False,
+          "Function 2: the grid operator may reduce the house connection power (set_cm_vars through the CLS channel)."),
+    Field("f3_tariff", Bool(), False, "Function 3: the energy supplier announces tariffs (set_cm_vars, e.g. TARIF)."),
+    Field("f4_admin", Bool(), False,
+          "Function 4: the grid operator or supplier may call every /cnf command through the CLS channel."),
+    Field("failsafe", List(SMGW_FAILSAFE, max_items=16, unique_key="name"), [],
+          "Variables that fall to a failsafe value when the grid operator stops writing them."),
+], "Smart Meter Gateway (seed 000): CLS channel, proxy for backends, failsafe variables.")
+
+
 def _check_document(clean, path, errors):
     seen = {}
     for section in ("evses", "meters"):
@@ -239,6 +283,24 @@ def _check_document(clean, path, errors):
                     errors.append({"field": "evses[%d].address" % index,
                                    "error": "ChargeBox ID character %r not allowed" % ch})
                     break
+    server = (clean.get("ocpp") or {}).get("server") or {}
+    for index, evse in enumerate(clean.get("evses") or []):
+        profile = evse.get("security_profile", 0)
+        if evse.get("type") != "ocpp16" or not profile:
+            continue
+        if profile >= 2 and server.get("tls", "off") == "off":
+            errors.append({"field": "evses[%d].security_profile" % index,
+                           "error": "profile %d needs TLS: set ocpp.server.tls to detect or on" % profile})
+        if profile in (1, 2) and not server.get("password"):
+            errors.append({"field": "evses[%d].security_profile" % index,
+                           "error": "profile %d needs the OCPP server password (ocpp.server.password)" % profile})
+    smgw = clean.get("smgw") or {}
+    if smgw.get("enabled"):
+        if not smgw.get("address"):
+            errors.append({"field": "smgw.address", "error": "the SMGW's address is needed when the SMGW is enabled"})
+        if not smgw.get("trust"):
+            errors.append({"field": "smgw.trust",
+                           "error": "choose the SMGW certificate or CA to trust when the SMGW is enabled"})
 
 
 CONFIG_SCHEMA = Object([
@@ -249,6 +311,7 @@ CONFIG_SCHEMA = Object([
     Field("ocpp", Object([Field("server", OCPP_SERVER, {}, OCPP_SERVER.doc)], "OCPP settings."), {}, "OCPP settings."),
     Field("http", HTTP, {}, HTTP.doc),
     Field("inputs", List(INPUT, max_items=64, unique_key="name"), [], "Switching inputs IN1..."),
+    Field("smgw", SMGW, {}, SMGW.doc),
 ], "The configuration document.", check_whole=_check_document)
 
 
