@@ -8,6 +8,13 @@ import sys
 import time
 
 import pytest
+from hypothesis import settings
+
+# CI runs the property tests with a fixed derivation of examples, so a landing never depends on luck; local runs
+# keep exploring new examples (and store failures in .hypothesis/).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
