@@ -254,8 +254,8 @@ def test_rule9_restart_keeps_queue_and_map():
     acts = gw.box_text('[2,"b","BootNotification",' + BOOT + ']', 0)
     ptx = None
     for n in range(3):
-        acts += gw.box_text('[2,"st%d","StartTransaction",{"connectorId":1,"idTag":"T","meterStart":0,'
-                            '"timestamp":"2026-01-01T00:00:00Z"}]' % n, 1)
+        acts += gw.box_text('[2,"st%d","StartTransaction",{"connectorId":1,"idTag":"T","meterStart":%d,'
+                            '"timestamp":"2026-01-01T00:00:00Z"}]' % (n, n), 1)
     ptx = frames(acts, "box")[-1][2]["transactionId"]
     for x in acts:
         if x[0] in ("append", "save"):
@@ -264,7 +264,7 @@ def test_rule9_restart_keeps_queue_and_map():
     gw2.load(store)
     assert gw2.status()["queued_messages"] == 3
     gw2.box_connected(2)
-    a = gw2.box_text('[2,"st9","StartTransaction",{"connectorId":1,"idTag":"T","meterStart":0,'
+    a = gw2.box_text('[2,"st9","StartTransaction",{"connectorId":1,"idTag":"T","meterStart":9,'
                      '"timestamp":"2026-01-01T00:00:00Z"}]', 3)
     assert frames(a, "box")[0][2]["transactionId"] == ptx + 1
     got = drain(gw2, 4, [0])
@@ -326,3 +326,19 @@ def test_backend_call_while_box_away_gets_error():
     gw.backend_connected(0)
     f = frames(gw.backend_text('[2,"r","Reset",{"type":"Hard"}]', 0), "backend")[0]
     assert f[:3] == [4, "r", "GenericError"]
+
+
+def test_repeated_transaction_message_is_stored_once():
+    gw = Gateway("gw-")
+    gw.box_connected(0)
+    start = ('"StartTransaction",{"connectorId":1,"idTag":"T","meterStart":42,'
+             '"timestamp":"2026-01-01T00:00:00Z"}]')
+    a1 = gw.box_text('[2,"x1",' + start, 1)
+    store = [x[1] for x in a1 if x[0] == "append"]
+    gw2 = Gateway("gw2-")
+    gw2.load([dict(r) for r in store])
+    gw2.box_connected(2)
+    a2 = gw2.box_text('[2,"x2",' + start, 3)
+    assert [x for x in a2 if x[0] == "append"] == []
+    assert frames(a2, "box")[0][2]["transactionId"] == frames(a1, "box")[0][2]["transactionId"]
+    assert gw2.status()["queued_messages"] == 1

@@ -254,6 +254,8 @@ class Gateway:
         self.box_wait = []           # CALLs waiting for the box
         self.profiles = []           # backend charging profiles: dicts connector_id, profile, sent (text)
         self.local_ma = {}           # connectorId -> local limit mA per phase
+        self.recent = {}             # action|payload of recently queued records -> provisional tx id (or None)
+        self.recent_keys = []
         self.n_ids = 0
         self.dropped = 0
         self.skipped = 0
@@ -298,6 +300,7 @@ class Gateway:
                 if r.get("seq", 0) >= self.next_seq:
                     self.next_seq = r["seq"]
         for r in msgs:
+            self._remember(r)
             if r["seq"] not in acked:
                 r["tries"] = 0
                 self.queue.append(r)
@@ -413,27 +416,47 @@ class Gateway:
     def _enqueue_and_answer(self, item, now_ms):
         action = item["action"]
         payload = item["payload_obj"]
+        key = action + "|" + item["payload"]
+        if key in self.recent:
+            # The box repeats a message whose answer it lost (a restart between fsync and answer): same answer,
+            # no second record, so the backend gets it once (a retry may carry a new message id).
+            self.out.append(("box", result_text(item["id"], self._local_tx_answer(action, payload,
+                                                                                   self.recent[key]))))
+            return
         # A record the backend may already have seen keeps the box's id so a backend can drop the duplicate; all
         # others get an id minted here, because a box that restarts its id counter would reuse old ids.
         msg_id = item["id"] if item.get("live_sent") else self._mint("q")
         rec = {"k": "msg", "seq": self.next_seq, "id": msg_id, "action": action, "payload": item["payload"]}
         self.next_seq += 1
-        answer = "{}"
         if action == "StartTransaction":
             rec["ptx"] = self.next_ptx
             self.next_ptx += 1
-            answer = json.dumps({"transactionId": rec["ptx"], "idTagInfo": self._tag_info(payload.get("idTag"))})
-        elif action == "DataTransfer":
-            answer = json.dumps({"status": "Accepted"})
         elif action == "MeterValues":
             rec["drop"] = is_droppable_meter_values(payload)
         self.out.append(("append", rec))
+        self._remember(rec)
         rec["tries"] = 0
         self.queue.append(rec)
         self.queue_bytes += len(rec["payload"])
         self._bound_queue()
-        self.out.append(("box", result_text(item["id"], answer)))
+        self.out.append(("box", result_text(item["id"], self._local_tx_answer(action, payload, rec.get("ptx")))))
         self._pump_up(now_ms)
+
+    def _local_tx_answer(self, action, payload, ptx):
+        if action == "StartTransaction":
+            return json.dumps({"transactionId": ptx, "idTagInfo": self._tag_info(payload.get("idTag"))})
+        if action == "DataTransfer":
+            return json.dumps({"status": "Accepted"})
+        return "{}"
+
+    def _remember(self, rec):
+        key = rec["action"] + "|" + rec["payload"]
+        if key not in self.recent:
+            self.recent_keys.append(key)
+            if len(self.recent_keys) > 256:
+                old = self.recent_keys.pop(0)
+                del self.recent[old]
+        self.recent[key] = rec.get("ptx")
 
     def _bound_queue(self):
         if self.queue_bytes <= self.max_queue_bytes:
