@@ -342,3 +342,14 @@ def test_repeated_transaction_message_is_stored_once():
     assert [x for x in a2 if x[0] == "append"] == []
     assert frames(a2, "box")[0][2]["transactionId"] == frames(a1, "box")[0][2]["transactionId"]
     assert gw2.status()["queued_messages"] == 1
+
+
+def test_config_rejects_bad_gateway_url():
+    from chargemanager.core.config import validate_config
+    ok = {"evses": [{"dev_id": "E1", "address": "WB1", "gateway": {"url": "wss://b.example/ocpp/", "client_id": "x"}}]}
+    clean, errors = validate_config(ok)
+    assert errors == [] and clean["evses"][0]["gateway"]["auth_policy"] == "cache"
+    for url in ("http://b.example/", "ws://", "ws://b.example/?k=1", "wss:/b.example"):
+        bad = {"evses": [{"dev_id": "E1", "address": "WB1", "gateway": {"url": url}}]}
+        clean, errors = validate_config(bad)
+        assert [e["field"] for e in errors] == ["evses[0].gateway.url"], url

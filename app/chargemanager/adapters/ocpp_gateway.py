@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import signal
-import time
 import urllib.parse
 
 import websockets
@@ -27,14 +26,11 @@ from websockets.datastructures import Headers
 from chargemanager.core.ocpp_gateway import Gateway
 from chargemanager.adapters.ocpp_upstream import UpstreamLink, SUBPROTOCOL
 from chargemanager.adapters.txqueue import TxQueue
+from chargemanager.shim.clock import monotonic_ms, wall_time_s
 
 log = logging.getLogger(__name__)
 
 GATEWAY_DIR = "gateway"
-
-
-def _monotonic_ms():
-    return int(time.monotonic() * 1000)
 
 
 def _base36(n):
@@ -53,14 +49,19 @@ class GatewayLink:
                  core_opts=None, on_event=None):
         self.dev_id = dev_id
         client_id = gateway_cfg.get("client_id") or charge_box_id or dev_id
-        wall_ms = int(time.time() * 1000)
+        wall_ms = int(wall_time_s() * 1000)
         self.core = Gateway("gw" + _base36(wall_ms) + "-", auth_policy=auth_policy, **(core_opts or {}))
-        self.core.wall_offset_ms = wall_ms - _monotonic_ms()
+        self.core.wall_offset_ms = wall_ms - monotonic_ms()
         self.queue = TxQueue(os.path.join(data_dir, GATEWAY_DIR, dev_id + ".log"))
         self.core.load(self.queue.open())
+        opts = dict(upstream_opts or {})
+        for key, opt in (("ca_file", "ca_files"), ("client_cert", "client_cert"), ("client_key", "client_key")):
+            if gateway_cfg.get(key):
+                path = os.path.join(data_dir, gateway_cfg[key])
+                opts[opt] = [path] if opt == "ca_files" else path
         self.upstream = UpstreamLink(gateway_cfg["url"], client_id, gateway_cfg.get("password") or None,
                                      on_open=self._backend_open, on_text=self._backend_text,
-                                     on_close=self._backend_close, **(upstream_opts or {}))
+                                     on_close=self._backend_close, **opts)
         self.box_send = None
         self.on_event = on_event
         self.pending = {}
@@ -82,31 +83,31 @@ class GatewayLink:
     async def _ticker(self):
         while True:
             await asyncio.sleep(1.0)
-            self._run(self.core.tick(_monotonic_ms()))
+            self._run(self.core.tick(monotonic_ms()))
 
     # wallbox side
 
     def box_attached(self, send):
         self.box_send = send
-        self._run(self.core.box_connected(_monotonic_ms()))
+        self._run(self.core.box_connected(monotonic_ms()))
 
     def box_detached(self):
         self.box_send = None
-        self._run(self.core.box_disconnected(_monotonic_ms()))
+        self._run(self.core.box_disconnected(monotonic_ms()))
 
     def box_text(self, text):
-        self._run(self.core.box_text(text, _monotonic_ms()))
+        self._run(self.core.box_text(text, monotonic_ms()))
 
     def manager_call(self, action, payload):
         """The manager's own CALL to the wallbox; a future resolving to (ok, payload). Never shown to the backend."""
-        msg_id, actions = self.core.manager_call(action, payload, _monotonic_ms())
+        msg_id, actions = self.core.manager_call(action, payload, monotonic_ms())
         fut = asyncio.get_running_loop().create_future()
         self.pending[msg_id] = fut
         self._run(actions)
         return fut
 
     def set_local_limit(self, connector_id, limit_ma):
-        self._run(self.core.set_local_limit(connector_id, limit_ma, _monotonic_ms()))
+        self._run(self.core.set_local_limit(connector_id, limit_ma, monotonic_ms()))
 
     def status(self):
         st = self.core.status()
@@ -120,13 +121,13 @@ class GatewayLink:
     # backend side
 
     def _backend_open(self):
-        self._run(self.core.backend_connected(_monotonic_ms()))
+        self._run(self.core.backend_connected(monotonic_ms()))
 
     def _backend_text(self, text):
-        self._run(self.core.backend_text(text, _monotonic_ms()))
+        self._run(self.core.backend_text(text, monotonic_ms()))
 
     def _backend_close(self, reason):
-        self._run(self.core.backend_disconnected(_monotonic_ms(), reason))
+        self._run(self.core.backend_disconnected(monotonic_ms(), reason))
 
     # executing the core's actions
 

@@ -16,6 +16,8 @@ import os
 import struct
 import zlib
 
+from chargemanager.adapters.store import atomic_write_bytes
+
 HEADER = struct.Struct("<II")
 MAX_RECORD_BYTES = 1 << 20
 
@@ -109,17 +111,9 @@ class TxQueue:
         self.size_bytes += len(blob)
 
     def compact(self, records):
-        """Replace the file with exactly `records`, atomically."""
-        tmp = self.path + ".tmp"
+        """Replace the file with exactly `records`, atomically (the store's temp + fsync + rename + fsync dir)."""
         blob = b"".join(encode(r) for r in records)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, blob)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        _fsync_dir(self.path)
+        atomic_write_bytes(self.path, blob, mode=0o600, keep_previous=False)
         os.close(self.fd)
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         self.size_bytes = len(blob)
