@@ -24,7 +24,7 @@ from websockets.http11 import Response
 from websockets.datastructures import Headers
 
 from chargemanager.core.ocpp_gateway import Gateway
-from chargemanager.adapters.ocpp_upstream import UpstreamLink, SUBPROTOCOL
+from chargemanager.adapters.ocpp_upstream import Sender, UpstreamLink, SUBPROTOCOL
 from chargemanager.adapters.txqueue import TxQueue
 from chargemanager.shim.clock import monotonic_ms, wall_time_s
 
@@ -173,25 +173,6 @@ class GatewayLink:
             self.on_event(self.dev_id, name, data)
 
 
-class _BoxConnection:
-    """Ordered, non-blocking sends to one wallbox socket."""
-
-    def __init__(self, ws):
-        self.ws = ws
-        self.outbox = asyncio.Queue()
-        self.task = asyncio.get_running_loop().create_task(self._writer())
-
-    def send(self, text):
-        self.outbox.put_nowait(text)
-
-    async def _writer(self):
-        try:
-            while True:
-                await self.ws.send(await self.outbox.get())
-        except websockets.ConnectionClosed:
-            pass
-
-
 class GatewayServer:
     """Minimal wallbox listener for the standalone gateway: `ws://host:port/<ChargeBoxID>`, subprotocol ocpp1.6."""
 
@@ -233,7 +214,7 @@ class GatewayServer:
         old = self.active.get(box_id)
         if old is not None:
             await old.ws.close()
-        conn = _BoxConnection(ws)
+        conn = Sender(ws)
         self.active[box_id] = conn
         link.box_attached(conn.send)
         try:
@@ -243,7 +224,7 @@ class GatewayServer:
         except websockets.ConnectionClosed:
             pass
         finally:
-            conn.task.cancel()
+            conn.close()
             if self.active.get(box_id) is conn:
                 del self.active[box_id]
                 link.box_detached()
