@@ -129,6 +129,24 @@ async def throughput(boxes, per_box):
     return len(boxes) * per_box / (time.perf_counter() - t0)
 
 
+def core_cost_us(n=20000):
+    """CPU of the pure gateway policy per forwarded CALL + answer, without sockets."""
+    sys.path.insert(0, os.path.join(ROOT, "app"))
+    from chargemanager.core.ocpp_gateway import Gateway
+    gw = Gateway("gw-")
+    gw.box_connected(0)
+    gw.backend_connected(0)
+    gw.box_text('[2,"b","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]', 0)
+    gw.backend_text('[3,"b",{"status":"Accepted","currentTime":"2026-01-01T00:00:00Z","interval":300}]', 0)
+    texts = [json.dumps([2, "m%d" % i, "MeterValues", meter_values(1001, i)]) for i in range(n)]
+    answers = ['[3,"m%d",{}]' % i for i in range(n)]
+    t0 = time.process_time()
+    for i in range(n):
+        gw.box_text(texts[i], i)
+        gw.backend_text(answers[i], i)
+    return (time.process_time() - t0) * 1e6 / n
+
+
 def pct(values, p):
     s = sorted(values)
     return s[min(len(s) - 1, int(round(p / 100.0 * (len(s) - 1))))]
@@ -202,6 +220,8 @@ async def main(args):
               % ("throughput via gateway", tput_gw, tput_direct, tput_gw / tput_direct))
         print("%-28s %10.0f us CPU per forwarded CALL + answer (4 websocket frames)"
               % ("gateway process", cpu_per_msg_us))
+        print("%-28s %10.0f us CPU per forwarded CALL + answer (no sockets)"
+              % ("gateway policy (core) alone", core_cost_us()))
         print("%-28s %10.1f MB" % ("gateway process RSS", mem))
         for b in direct + via:
             await b.close()
