@@ -353,3 +353,23 @@ def test_config_rejects_bad_gateway_url():
         bad = {"evses": [{"dev_id": "E1", "address": "WB1", "gateway": {"url": url}}]}
         clean, errors = validate_config(bad)
         assert [e["field"] for e in errors] == ["evses[0].gateway.url"], url
+
+
+def test_rule6_boot_refused_is_asked_again_after_interval():
+    gw = Gateway("gw-")
+    gw.box_connected(0)
+    gw.box_text('[2,"b","BootNotification",' + BOOT + ']', 0)
+    boot = frames(gw.backend_connected(0), "backend")[0]
+    a = gw.backend_text(json.dumps([3, boot[1], {"status": "Pending", "currentTime": "x", "interval": 10}]), 0)
+    assert frames(a, "backend") == [] and not gw.backend_booted
+    assert frames(gw.tick(9999), "backend") == []
+    again = frames(gw.tick(10000), "backend")
+    assert again[0][2] == "BootNotification" and again[0][1] != boot[1]
+
+
+def test_without_a_known_boot_box_calls_are_answered_locally():
+    gw = Gateway("gw-")
+    gw.backend_connected(0)
+    gw.box_connected(0)
+    a = gw.box_text('[2,"h","Heartbeat",{}]', 0)
+    assert frames(a, "backend") == [] and frames(a, "box")[0][1] == "h"

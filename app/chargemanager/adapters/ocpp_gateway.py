@@ -235,7 +235,8 @@ def links_from_config(config, data_dir, upstream_opts=None, core_opts=None):
     links = {}
     for evse in config.get("evses", []):
         gw = evse.get("gateway") or {}
-        if evse.get("type") == "ocpp16" and gw.get("url"):
+        # One backend link per station: a twin box (two EVSEs, one ChargeBox ID) uses its first EVSE's settings.
+        if evse.get("type") == "ocpp16" and gw.get("url") and evse["address"] not in links:
             links[evse["address"]] = GatewayLink(evse["dev_id"], gw, data_dir, charge_box_id=evse["address"],
                                                  auth_policy=gw.get("auth_policy", "cache"),
                                                  upstream_opts=upstream_opts, core_opts=core_opts)

@@ -237,6 +237,7 @@ class Gateway:
         self.wall_offset_ms = 0
         self.backend_up = False
         self.backend_booted = False
+        self.boot_retry_ms = 0
         self.box_up = False
         self.queue = []              # pending records, oldest first: dicts with seq, id, action, payload(text)
         self.queue_bytes = 0
@@ -405,8 +406,12 @@ class Gateway:
             self.statuses[key] = ptext
         item = {"id": msg_id, "action": action, "payload_obj": payload, "payload": ptext, "text": text,
                 "at_ms": now_ms}
-        if is_tx_message(action, payload) and (self.queue or not self.backend_up):
+        boot_unknown = self.backend_up and not self.backend_booted and self.boot_payload is None
+        if is_tx_message(action, payload) and (self.queue or not self.backend_up or boot_unknown):
             self._enqueue_and_answer(item, now_ms)
+        elif boot_unknown and action != "BootNotification":
+            # A backend refuses everything before a boot, and we have none to send for this box yet.
+            self._answer_locally(item, now_ms)
         elif self.backend_up:
             self.up_wait.append(item)
             self._pump_up(now_ms)
@@ -542,6 +547,7 @@ class Gateway:
     def backend_connected(self, now_ms):
         self.backend_up = True
         self.backend_booted = False
+        self.boot_retry_ms = 0
         self.last_error = ""
         self._pump_up(now_ms)
         return self._take()
@@ -700,6 +706,11 @@ class Gateway:
             if mtype == CALLRESULT and payload.get("status") == "Accepted":
                 self.backend_booted = True
             else:
+                # Pending/Rejected (or an error): ask again after the interval the backend named (OCPP 1.6 4.2).
+                interval_s = payload.get("interval", 60) if mtype == CALLRESULT else 60
+                if not isinstance(interval_s, int) or interval_s <= 0:
+                    interval_s = 60
+                self.boot_retry_ms = now_ms + interval_s * 1000
                 self.last_error = "backend did not accept BootNotification"
                 self._event("backend_boot_refused", payload)
         elif kind == "status":
@@ -744,7 +755,7 @@ class Gateway:
                 if self.up_wait[i]["action"] == "BootNotification":
                     self._send_live(self.up_wait.pop(i), now_ms)
                     return
-            if self.boot_payload is not None:
+            if self.boot_payload is not None and now_ms >= self.boot_retry_ms:
                 msg_id = self._mint("g")
                 self.up_out = {"kind": "boot", "id": msg_id, "sent_ms": now_ms}
                 self.out.append(("backend", call_text(msg_id, "BootNotification", self.boot_payload)))
@@ -791,6 +802,8 @@ class Gateway:
             self.last_error = "backend did not answer " + o["id"]
             if o["kind"] == "live":
                 self._live_failed(o["item"], now_ms)
+            self._pump_up(now_ms)
+        if self.backend_up and not self.backend_booted and self.up_out is None:
             self._pump_up(now_ms)
         waiting = []
         for item in self.up_wait:
