@@ -1,5 +1,5 @@
 """Test peers for the OCPP gateway: a billing backend built on the Python `ocpp` package, a wallbox built on npm
-`ocpp-rpc` in strict mode (tools/sim/ocpp_rpc_wallbox.js), and the gateway as a real process."""
+`ocpp-rpc` in strict mode (peers/ocpp_rpc_wallbox.js), and the gateway as a real process."""
 import asyncio
 import base64
 import json
@@ -16,7 +16,7 @@ from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.enums import Action, AuthorizationStatus, RegistrationStatus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WALLBOX_JS = os.path.join(ROOT, "tools", "sim", "ocpp_rpc_wallbox.js")
+WALLBOX_JS = os.path.join(ROOT, "tests", "integration", "peers", "ocpp_rpc_wallbox.js")
 
 
 async def wait_for(cond, timeout_s=30.0, what="condition"):
@@ -41,6 +41,8 @@ class BackendStation(ChargePoint):
         if msg[0] == 2:
             self.backend.received.append({"station": self.id, "id": msg[1], "action": msg[2], "payload": msg[3],
                                           "raw": raw_msg})
+        else:
+            self.backend.answers.append(msg)
         return await super().route_message(raw_msg)
 
     @on(Action.boot_notification)
@@ -88,6 +90,7 @@ class Backend:
         self.server = None
         self.stations = {}
         self.received = []
+        self.answers = []        # CALLRESULT/CALLERROR frames the backend got (answers to its own CALLs)
         self.next_tx = 1000
         self.paths = []
         self.tasks = set()

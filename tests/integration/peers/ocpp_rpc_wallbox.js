@@ -32,6 +32,15 @@ const replies = {
 };
 client.handle(({ method, params }) => {
     out({ incoming: method, params });
+    if (method === 'TriggerMessage') {
+        // as a charge point does: accept, then send the requested message
+        if (params.requestedMessage === 'BootNotification') {
+            setTimeout(() => client.call('BootNotification', { chargePointVendor: 'Sim', chargePointModel: 'RPC' })
+                .then((result) => out({ event: 'triggered', result })).catch(() => {}), 10);
+            return { status: 'Accepted' };
+        }
+        return { status: 'NotImplemented' };
+    }
     if (!(method in replies)) {
         const { createRPCError } = require('ocpp-rpc');
         throw createRPCError('NotImplemented');
