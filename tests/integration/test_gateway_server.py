@@ -145,3 +145,45 @@ def test_outage_and_manager_restart_through_the_ocpp_server(tmp_path):
             if backend.server.is_serving():
                 await backend.stop()
     asyncio.run(main())
+
+
+def test_gateway_state_in_get_status_and_config_change(tmp_path):
+    """The runtime with the OCPP server and the gateway registered: get_status over HTTP shows the link's state;
+    a new configuration re-points the link without a restart."""
+    from chargemanager.adapters import ocpp_gateway_service
+    from chargemanager.runtime import Runtime
+    from httpclient import call as http
+
+    async def main():
+        backend = Backend(password=PASSWORD)
+        await backend.start()
+        other = Backend(password=PASSWORD)
+        await other.start()
+        rt = Runtime(str(tmp_path), http_port=0, host="127.0.0.1")
+        rt.auth.set_password("1234abcd")
+        cfg = dict(rt.config, evses=config(backend.port)["evses"])
+        rt.store.save_config(cfg)
+        rt.config = cfg
+        server = OcppServer(cfg["evses"], host="127.0.0.1", port=0)
+        rt.services.append(server)
+        ocpp_gateway_service.register(rt, server, str(tmp_path))
+        await asyncio.to_thread(rt.start)
+        url = "http://127.0.0.1:%d/cnf?cmd=get_status" % rt.http_port
+        try:
+            await wait_for(lambda: http(url)[2]["gateway"]["E1"]["connected"], what="gateway connected in status")
+            st = (await asyncio.to_thread(http, url))[2]["gateway"]["E1"]
+            assert st["queued_messages"] == 0 and st["last_error"] == "" and st["wallbox_connected"] is False
+            await other.stop()
+            new = json.loads(json.dumps(cfg))
+            new["evses"][0]["gateway"]["url"] = "ws://127.0.0.1:%d/other/" % other.port
+            status, _, body = await asyncio.to_thread(http, "http://127.0.0.1:%d/cnf?cmd=set_config" % rt.http_port,
+                                                      "POST", {"config": new})
+            assert status == 200, body
+            # the other backend is down: the re-pointed link reports it
+            await wait_for(lambda: "Connect" in http(url)[2]["gateway"]["E1"]["last_error"] or
+                           "refused" in http(url)[2]["gateway"]["E1"]["last_error"], what="new url in use")
+            assert http(url)[2]["gateway"]["E1"]["connected"] is False
+        finally:
+            await asyncio.to_thread(rt.shutdown)
+            await backend.stop()
+    asyncio.run(main())

@@ -48,6 +48,7 @@ class GatewayLink:
     def __init__(self, dev_id, gateway_cfg, data_dir, charge_box_id=None, auth_policy="cache", upstream_opts=None,
                  core_opts=None, on_event=None):
         self.dev_id = dev_id
+        self.settings = dict(gateway_cfg)
         client_id = gateway_cfg.get("client_id") or charge_box_id or dev_id
         wall_ms = int(wall_time_s() * 1000)
         self.core = Gateway("gw" + _base36(wall_ms) + "-", auth_policy=auth_policy, **(core_opts or {}))

@@ -87,28 +87,51 @@ class GatewayService:
 
     # ---- on the loop ----
 
-    async def _start(self):
+    def apply_config(self, config, timeout_s=20):
+        """A new configuration (any thread): links whose settings changed are restarted, removed ones stopped;
+        their queues stay on disk."""
+        self._evses = [e for e in config.get("evses", []) if e.get("type") == "ocpp16"]
+        if self.server._loop is not None and self.server._loop.is_running():
+            asyncio.run_coroutine_threadsafe(self._sync_links(), self.server._loop).result(timeout_s)
+
+    def _wanted(self):
+        wanted = {}
         for evse in self._evses:
             gw = evse.get("gateway") or {}
             cbid = evse.get("address")
-            if not gw.get("url") or cbid in self.links:
+            # One backend link per station: a twin box uses its first EVSE's settings.
+            if gw.get("url") and cbid not in wanted:
+                wanted[cbid] = (evse["dev_id"], dict(gw))
+        return wanted
+
+    async def _sync_links(self):
+        wanted = self._wanted()
+        for cbid in list(self.links):
+            link = self.links[cbid]
+            if wanted.get(cbid) != (link.dev_id, link.settings):
+                await link.stop()
+                del self.links[cbid]
+        for cbid, (dev_id, gw) in wanted.items():
+            if cbid in self.links:
                 continue
-            self.links[cbid] = GatewayLink(evse["dev_id"], gw, self.data_dir, charge_box_id=cbid,
-                                           auth_policy=gw.get("auth_policy", "cache"),
-                                           upstream_opts=self.upstream_opts, core_opts=self.core_opts)
-        for link in self.links.values():
+            link = GatewayLink(dev_id, gw, self.data_dir, charge_box_id=cbid,
+                               auth_policy=gw.get("auth_policy", "cache"), upstream_opts=self.upstream_opts,
+                               core_opts=self.core_opts)
+            self.links[cbid] = link
             link.start()
+            station = self.server.stations.get(cbid)
+            if station is not None:
+                for cid, limit_ma in station.limits.items():
+                    link.set_local_limit(cid, limit_ma or 0)
+            conn = self.server.connections.get(cbid)
+            if conn is not None:
+                self._on_connect(conn)
+
+    async def _start(self):
+        await self._sync_links()
         self.server.on_connect.append(self._on_connect)
         self.server.on_disconnect.append(self._on_disconnect)
         self.server.on_limit.append(self._on_limit)
-        for cbid, station in self.server.stations.items():
-            link = self.links.get(cbid)
-            if link is not None:
-                for cid, limit_ma in station.limits.items():
-                    link.set_local_limit(cid, limit_ma or 0)
-        for cbid, conn in list(self.server.connections.items()):
-            if cbid in self.links:
-                self._on_connect(conn)
 
     async def _stop(self):
         for hooks, fn in ((self.server.on_connect, self._on_connect),
@@ -130,9 +153,12 @@ class GatewayService:
         link.box_attached(port.send)
 
     def _on_disconnect(self, conn):
-        if self.ports.get(conn.chargebox_id) is not None and self.ports[conn.chargebox_id].conn is conn:
+        port = self.ports.get(conn.chargebox_id)
+        if port is not None and port.conn is conn:
             del self.ports[conn.chargebox_id]
-            self.links[conn.chargebox_id].box_detached()
+            link = self.links.get(conn.chargebox_id)
+            if link is not None:
+                link.box_detached()
 
     def _on_limit(self, chargebox_id, connector_id, limit_ma):
         link = self.links.get(chargebox_id)
@@ -172,4 +198,5 @@ def register(runtime, server, data_dir):
     service = GatewayService(server, runtime.config, data_dir)
     runtime.status_providers["gateway"] = service.status
     runtime.services.append(service)
+    runtime.config_listeners.append(lambda new, old: service.apply_config(new))
     return service
