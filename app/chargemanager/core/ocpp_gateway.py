@@ -54,10 +54,12 @@ Forwarding rules (also in docs/ocpp.md, "Gateway"):
     GenericError to the backend.
 
 Invariants: times are `now_ms` from a monotonic clock given by the caller; wall time is `now_ms + wall_offset_ms`.
-Currents are integer mA per phase. Record `seq` numbers only grow. This module imports only json.
+Currents are integer mA per phase. Record `seq` numbers only grow. Imports: json and core only.
 """
 
 import json
+
+from chargemanager.core.ocpp_profiles import iso_utc
 
 CALL = 2
 CALLRESULT = 3
@@ -151,28 +153,6 @@ def result_text(msg_id, payload_text):
 
 def error_text(msg_id, code, description, details_text="{}"):
     return "[4," + _q(msg_id) + "," + _q(code) + "," + _q(description) + "," + details_text + "]"
-
-
-def _days_to_civil(z):
-    """(year, month, day) of a day count since 1970-01-01 (H. Hinnant's algorithm)."""
-    z += 719468
-    era = (z if z >= 0 else z - 146096) // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    y = yoe + era * 400
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    d = doy - (153 * mp + 2) // 5 + 1
-    m = mp + 3 if mp < 10 else mp - 9
-    return (y + 1 if m <= 2 else y), m, d
-
-
-def iso_utc(epoch_ms):
-    """ISO 8601 UTC time with a Z, as OCPP wants it."""
-    s = epoch_ms // 1000
-    y, mo, d = _days_to_civil(s // 86400)
-    r = s % 86400
-    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (y, mo, d, r // 3600, r // 60 % 60, r % 60, epoch_ms % 1000)
 
 
 def is_tx_message(action, payload):
