@@ -17,6 +17,8 @@ import asyncio
 import json
 import os
 import random
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -176,6 +178,8 @@ async def wait_file(path, proc):
 
 
 async def main(args):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 2 x N client sockets in this process
     tmp = tempfile.mkdtemp(prefix="bench-gw-")
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "app"))
     port_file = os.path.join(tmp, "backend.port")
@@ -230,6 +234,7 @@ async def main(args):
             if p is not None and p.returncode is None:
                 p.terminate()
                 await p.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
