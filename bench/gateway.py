@@ -222,8 +222,8 @@ async def main(args):
             print("%-6s %12.3f %14.3f %12.3f %8.2f  %s" % (name, d, g, g - d, g / d, targets[name]))
         print("%-28s %10.0f msg/s (direct %0.0f msg/s, ratio %.2f)  target >= 3000"
               % ("throughput via gateway", tput_gw, tput_direct, tput_gw / tput_direct))
-        print("%-28s %10.0f us CPU per forwarded CALL + answer (4 websocket frames)"
-              % ("gateway process", cpu_per_msg_us))
+        print("%-28s %10.0f us CPU per forwarded CALL + answer (4 websocket frames) = %0.0f msg/s per core"
+              % ("gateway process", cpu_per_msg_us, 1e6 / cpu_per_msg_us))
         print("%-28s %10.0f us CPU per forwarded CALL + answer (no sockets)"
               % ("gateway policy (core) alone", core_cost_us()))
         print("%-28s %10.1f MB" % ("gateway process RSS", mem))

@@ -368,3 +368,20 @@ def test_without_a_known_boot_box_calls_are_answered_locally():
     gw.box_connected(0)
     a = gw.box_text('[2,"h","Heartbeat",{}]', 0)
     assert frames(a, "backend") == [] and frames(a, "box")[0][1] == "h"
+
+
+def test_rule5_backend_tx_profile_ends_with_its_transaction():
+    gw = Gateway("gw-")
+    online(gw)
+    gw.box_text('[2,"s","StartTransaction",{"connectorId":1,"idTag":"T","meterStart":0,'
+                '"timestamp":"2026-01-01T00:00:00Z"}]', 1)
+    gw.backend_text('[3,"s",{"transactionId":44,"idTagInfo":{"status":"Accepted"}}]', 1)
+    prof = {"chargingProfileId": 3, "transactionId": 44, "stackLevel": 0, "chargingProfilePurpose": "TxProfile",
+            "chargingProfileKind": "Relative", "chargingSchedule": {"chargingRateUnit": "A",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 20}]}}
+    a = gw.backend_text(json.dumps([2, "p", "SetChargingProfile", {"connectorId": 1, "csChargingProfiles": prof}]), 2)
+    gw.box_text('[3,"' + frames(a, "box")[0][1] + '",{"status":"Accepted"}]', 2)
+    assert gw.status()["backend_profiles"] == 1
+    gw.box_text('[2,"e","StopTransaction",{"transactionId":44,"meterStop":10,"timestamp":"2026-01-01T01:00:00Z"}]', 3)
+    assert gw.status()["backend_profiles"] == 0
+    assert sends(gw.set_local_limit(1, 6000, 4), "box") == []

@@ -27,7 +27,8 @@ Forwarding rules (also in docs/ocpp.md, "Gateway"):
     period limited to min(backend limit, local limit) (W limits are compared at voltage_v x phases). The backend gets
     the box's own answer to that clamped profile, which is the honest state of the box. When the local limit changes,
     kept profiles are re-sent clamped (as manager CALLs). A backend ClearChargingProfile removes kept profiles and
-    clears exactly those ids at the box, never the manager's own profile.
+    clears exactly those ids at the box, never the manager's own profile. A kept TxProfile ends with its
+    transaction.
  6. Each new backend connection starts with the box's last BootNotification (kept across restarts) sent by the
     gateway itself, because a backend refuses anything before an accepted boot; queued records follow.
  7. While the backend is down (or has not answered in `answer_timeout_ms`), the gateway answers the box locally:
@@ -235,6 +236,7 @@ class Gateway:
         self.box_wait = []           # CALLs waiting for the box
         self.profiles = []           # backend charging profiles: dicts connector_id, profile, sent (text)
         self.local_ma = {}           # connectorId -> local limit mA per phase
+        self.tx_connector = {}       # transaction id the box knows -> connectorId (to end backend TxProfiles)
         self.recent = {}             # action|payload of recently queued records -> provisional tx id (or None)
         self.recent_keys = []
         self.n_ids = 0
@@ -384,6 +386,8 @@ class Gateway:
         if action == "StatusNotification":
             key = str(payload.get("connectorId"))
             self.statuses[key] = ptext
+        if action == "StopTransaction":
+            self._end_tx_profiles(payload.get("transactionId"))
         item = {"id": msg_id, "action": action, "payload_obj": payload, "payload": ptext, "text": text,
                 "at_ms": now_ms}
         boot_unknown = self.backend_up and not self.backend_booted and self.boot_payload is None
@@ -416,6 +420,7 @@ class Gateway:
         if action == "StartTransaction":
             rec["ptx"] = self.next_ptx
             self.next_ptx += 1
+            self.tx_connector[rec["ptx"]] = payload.get("connectorId")
         elif action == "MeterValues":
             rec["drop"] = is_droppable_meter_values(payload)
         self.out.append(("append", rec))
@@ -647,6 +652,18 @@ class Gateway:
                                   "payload": json.dumps({"id": p["profile"].get("chargingProfileId")})})
         self._pump_box(now_ms)
 
+    def _end_tx_profiles(self, tx_id):
+        """A backend TxProfile ends with its transaction (OCPP 1.6 3.13.4); it is not re-sent afterwards."""
+        connector = self.tx_connector.pop(tx_id, None)
+        if connector is None:
+            return
+        keep = []
+        for p in self.profiles:
+            if p["connector_id"] == connector and p["profile"].get("chargingProfilePurpose") == "TxProfile":
+                continue
+            keep.append(p)
+        self.profiles = keep
+
     def set_local_limit(self, connector_id, limit_ma, now_ms):
         """The load management's limit for a connector (mA per phase); re-sends kept backend profiles clamped."""
         self.local_ma[connector_id] = limit_ma
@@ -676,6 +693,8 @@ class Gateway:
                     self.backend_booted = payload.get("status") == "Accepted" or self.backend_booted
                 if item["action"] in ("Authorize", "StartTransaction"):
                     self._learn_auth(item["payload_obj"].get("idTag"), payload.get("idTagInfo"))
+                if item["action"] == "StartTransaction" and "transactionId" in payload:
+                    self.tx_connector[payload["transactionId"]] = item["payload_obj"].get("connectorId")
                 if item["action"] == "StatusNotification":
                     key = str(item["payload_obj"].get("connectorId"))
                     if key in self.status_dirty:
