@@ -1,8 +1,10 @@
 """OCPP gateway benchmark: N wallboxes, each with its own backend link through the gateway, against the same
 wallboxes talking to the backend directly, measured in the same run.
 
-Three processes: the backend (a plain websockets OCPP-J answerer), the gateway (`python -m
-chargemanager.adapters.ocpp_gateway`, N EVSEs), and this one with the N wallbox clients.
+Three processes: the backend (a plain websockets OCPP-J answerer), the gateway, and this one with the N wallbox
+clients. The gateway runs twice, one after the other: standalone (`python -m chargemanager.adapters.ocpp_gateway`:
+the forwarding alone) and as deployed (the OCPP server with its schema validation and station model, plus the
+gateway service).
 - latency: round trips of a MeterValues CALL (10 sampled values, with a transaction) one at a time, spread over all
   boxes, direct and through the gateway; added latency = gateway - direct (p50, p99, ratio);
 - throughput: every box sends its CALLs back to back (one outstanding per box, as OCPP wants); forwarded
@@ -72,6 +74,31 @@ def meter_values(tx, n):
             "meterValue": [{"timestamp": "2026-01-01T10:00:00Z", "sampledValue": sampled}]}
 
 
+MANAGER_CALL_ANSWERS = {"GetConfiguration": {"configurationKey": []}, "SetChargingProfile": {"status": "Accepted"},
+                        "ClearChargingProfile": {"status": "Accepted"}}
+
+
+# ---- the manager as deployed: OCPP server (schema validation, station model) + gateway service ----------------------
+
+def manager_main(config_path, data_dir):
+    import signal
+    import threading
+    from chargemanager.adapters.ocpp_gateway_service import GatewayService
+    from chargemanager.adapters.ocpp_server import OcppServer
+    with open(config_path) as f:
+        config = json.load(f)
+    server = OcppServer(config["evses"], host="127.0.0.1", port=0)
+    port = server.start()
+    service = GatewayService(server, config, data_dir, upstream_opts={"backoff_min_s": 0.5, "backoff_max_s": 2})
+    service.start()
+    print("listening %d" % port, flush=True)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: done.set())
+    done.wait()
+    service.stop()
+    server.stop()
+
+
 class Box:
     def __init__(self, url, name):
         self.url = url
@@ -94,6 +121,12 @@ class Box:
         await self.ws.send(json.dumps([2, msg_id, action, payload]))
         while True:
             msg = json.loads(await self.ws.recv())
+            if msg[0] == 2:
+                # the manager's own CALLs (capability read, its charging profile)
+                answer = MANAGER_CALL_ANSWERS.get(msg[2])
+                await self.ws.send(json.dumps([3, msg[1], answer]) if answer is not None else
+                                   json.dumps([4, msg[1], "NotImplemented", "", {}]))
+                continue
             if msg[1] == msg_id:
                 if msg[0] != 3:
                     raise RuntimeError("%s answered %r" % (action, msg))
@@ -177,6 +210,32 @@ async def wait_file(path, proc):
         return int(f.read())
 
 
+async def start_gateway(kind, tmp, bport, boxes, env):
+    config = {"evses": [{"dev_id": "E%d" % (i + 1), "type": "ocpp16", "address": "BX%04d" % i, "id": 1,
+                         "gateway": {"url": "ws://127.0.0.1:%d/gw/" % bport, "client_id": "GW%04d" % i}}
+                        for i in range(boxes)]}
+    data = os.path.join(tmp, kind)
+    os.makedirs(data)
+    cfg_path = os.path.join(data, "config.json")
+    with open(cfg_path, "w") as f:
+        json.dump(config, f)
+    if kind == "standalone":
+        cmd = [sys.executable, "-m", "chargemanager.adapters.ocpp_gateway", "--data", data, "--config", cfg_path,
+               "--port", "0", "--backoff-min-s", "0.5", "--backoff-max-s", "2"]
+    else:
+        cmd = [sys.executable, os.path.abspath(__file__), "--role", "manager", "--config", cfg_path, "--data", data]
+    proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE, env=env)
+    port = int((await proc.stdout.readline()).split()[1])
+    await asyncio.sleep(2.0)  # let the backend links come up before the boxes boot
+    return proc, port
+
+
+async def stop(proc):
+    if proc is not None and proc.returncode is None:
+        proc.terminate()
+        await proc.wait()
+
+
 async def main(args):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 2 x N client sockets in this process
@@ -185,55 +244,45 @@ async def main(args):
     port_file = os.path.join(tmp, "backend.port")
     backend = await asyncio.create_subprocess_exec(sys.executable, os.path.abspath(__file__), "--role", "backend",
                                                    "--port-file", port_file, env=env)
-    gateway = None
     try:
         bport = await wait_file(port_file, backend)
         direct = await open_boxes("ws://127.0.0.1:%d/" % bport, args.boxes)
-        config = {"evses": [{"dev_id": "E%d" % (i + 1), "type": "ocpp16", "address": "BX%04d" % i, "id": 1,
-                             "gateway": {"url": "ws://127.0.0.1:%d/gw/" % bport, "client_id": "GW%04d" % i}}
-                            for i in range(args.boxes)]}
-        with open(os.path.join(tmp, "config.json"), "w") as f:
-            json.dump(config, f)
-        gateway = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "chargemanager.adapters.ocpp_gateway", "--data", tmp, "--config",
-            os.path.join(tmp, "config.json"), "--port", "0", "--backoff-min-s", "0.5", "--backoff-max-s", "2",
-            stdout=asyncio.subprocess.PIPE, env=env)
-        gport = int((await gateway.stdout.readline()).split()[1])
-        await asyncio.sleep(2.0)  # let the 500 backend links come up before the boxes boot
-        via = await open_boxes("ws://127.0.0.1:%d/" % gport, args.boxes)
-
-        await latency(direct, 200)  # warm-up
-        await latency(via, 200)
+        await latency(direct, 200)
         lat_direct = await latency(direct, args.samples)
-        lat_gw = await latency(via, args.samples)
         tput_direct = await throughput(direct, args.per_box)
-        cpu0 = cpu_s(gateway.pid)
-        tput_gw = await throughput(via, args.per_box)
-        cpu_per_msg_us = (cpu_s(gateway.pid) - cpu0) * 1e6 / (args.boxes * args.per_box)
-        mem = rss_mb(gateway.pid)
-
-        rows = [("p50", pct(lat_direct, 50), pct(lat_gw, 50)), ("p99", pct(lat_direct, 99), pct(lat_gw, 99)),
-                ("mean", statistics.mean(lat_direct), statistics.mean(lat_gw))]
-        print("\nOCPP gateway, %d wallboxes each with its own backend link (MeterValues, 10 sampled values)"
-              % args.boxes)
-        print("%-6s %12s %14s %12s %8s  %s" % ("", "direct ms", "via gateway ms", "added ms", "ratio", "target"))
-        targets = {"p50": "added <= 0.5 ms", "p99": "added <= 2 ms", "mean": ""}
-        for name, d, g in rows:
-            print("%-6s %12.3f %14.3f %12.3f %8.2f  %s" % (name, d, g, g - d, g / d, targets[name]))
-        print("%-28s %10.0f msg/s (direct %0.0f msg/s, ratio %.2f)  target >= 3000"
-              % ("throughput via gateway", tput_gw, tput_direct, tput_gw / tput_direct))
-        print("%-28s %10.0f us CPU per forwarded CALL + answer (4 websocket frames) = %0.0f msg/s per core"
-              % ("gateway process", cpu_per_msg_us, 1e6 / cpu_per_msg_us))
-        print("%-28s %10.0f us CPU per forwarded CALL + answer (no sockets)"
-              % ("gateway policy (core) alone", core_cost_us()))
-        print("%-28s %10.1f MB" % ("gateway process RSS", mem))
-        for b in direct + via:
+        print("\nOCPP gateway, %d wallboxes each with its own backend link (MeterValues, 10 sampled values); "
+              "direct: %0.0f msg/s" % (args.boxes, tput_direct))
+        print("%-44s %6s %10s %10s %10s %7s %9s %9s %7s" % ("path", "", "direct ms", "via ms", "added ms", "ratio",
+                                                            "msg/s", "CPU us/msg", "RSS MB"))
+        for kind in args.kinds.split(","):
+            proc, port = await start_gateway(kind, tmp, bport, args.boxes, env)
+            try:
+                via = await open_boxes("ws://127.0.0.1:%d/" % port, args.boxes)
+                await latency(via, 200)
+                lat_gw = await latency(via, args.samples)
+                cpu0 = cpu_s(proc.pid)
+                tput_gw = await throughput(via, args.per_box)
+                cpu_us = (cpu_s(proc.pid) - cpu0) * 1e6 / (args.boxes * args.per_box)
+                mem = rss_mb(proc.pid)
+                label = {"standalone": "standalone gateway (forwarding only)",
+                         "manager": "OCPP server + gateway (as deployed)"}[kind]
+                for i, p in enumerate((50, 99)):
+                    d, g = pct(lat_direct, p), pct(lat_gw, p)
+                    if i == 0:
+                        print("%-44s %6s %10.3f %10.3f %10.3f %7.2f %9.0f %9.0f %7.1f"
+                              % (label, "p%d" % p, d, g, g - d, g / d, tput_gw, cpu_us, mem))
+                    else:
+                        print("%-44s %6s %10.3f %10.3f %10.3f %7.2f" % ("", "p%d" % p, d, g, g - d, g / d))
+                for b in via:
+                    await b.close()
+            finally:
+                await stop(proc)
+        print("targets: added p50 <= 0.5 ms, added p99 <= 2 ms, >= 3000 forwarded msg/s")
+        print("gateway policy (core) alone: %0.0f us CPU per forwarded CALL + answer (no sockets)" % core_cost_us())
+        for b in direct:
             await b.close()
     finally:
-        for p in (gateway, backend):
-            if p is not None and p.returncode is None:
-                p.terminate()
-                await p.wait()
+        await stop(backend)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -244,8 +293,13 @@ if __name__ == "__main__":
     ap.add_argument("--boxes", type=int, default=500)
     ap.add_argument("--samples", type=int, default=3000)
     ap.add_argument("--per-box", type=int, default=20)
+    ap.add_argument("--kinds", default="standalone,manager")
+    ap.add_argument("--config")
+    ap.add_argument("--data")
     a = ap.parse_args()
     if a.role == "backend":
         asyncio.run(backend_main(a.port_file))
+    elif a.role == "manager":
+        manager_main(a.config, a.data)
     else:
         asyncio.run(main(a))

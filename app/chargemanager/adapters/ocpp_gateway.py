@@ -133,19 +133,27 @@ class GatewayLink:
     # executing the core's actions
 
     def _run(self, actions):
+        # Billing records and their delivery marks are fsynced before anything that follows them is sent; the
+        # rest (boot payload, auth cache, tx id map) rides along and is made durable by the next fsync. Losing one
+        # of those in a power cut costs a local answer at worst (a tx id map is written with the ack of its
+        # StartTransaction, so it is synced with it).
         batch = []
+        sync = False
         for a in actions:
             kind = a[0]
             if kind == "append":
                 batch.append(a[1])
+                sync = True
             elif kind == "ack":
                 batch.append({"k": "ack", "seq": a[1]})
+                sync = True
             elif kind == "save":
                 batch.append(a[1])
             else:
                 if batch:
-                    self.queue.append(batch)
+                    self.queue.append(batch, sync)
                     batch = []
+                    sync = False
                 if kind == "box":
                     if self.box_send is not None:
                         self.box_send(a[1])
@@ -155,7 +163,7 @@ class GatewayLink:
                 elif kind == "event":
                     self._event(a[1], a[2])
         if batch:
-            self.queue.append(batch)
+            self.queue.append(batch, sync)
         self._maybe_compact()
 
     def _maybe_compact(self):

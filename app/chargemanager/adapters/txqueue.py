@@ -92,8 +92,9 @@ class TxQueue:
         self.size_bytes = valid
         return records
 
-    def append(self, records):
-        """Append records (a list) with one write and one fsync."""
+    def append(self, records, sync=True):
+        """Append records (a list) with one write, and one fsync unless `sync` is False (then they become durable
+        with the next synced append)."""
         if not records:
             return
         blob = b"".join(encode(r) for r in records)
@@ -106,7 +107,7 @@ class TxQueue:
             # A failed or short write (full disk): cut it off so the file stays a valid prefix, then report it.
             os.ftruncate(self.fd, self.size_bytes)
             raise QueueError("cannot write %s: %s" % (self.path, err if n < 0 else "short write"))
-        if self.fsync:
+        if self.fsync and sync:
             os.fsync(self.fd)
         self.size_bytes += len(blob)
 
