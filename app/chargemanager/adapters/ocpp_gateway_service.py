@@ -148,7 +148,7 @@ class GatewayService:
             return
         port = _BoxPort(conn)
         self.ports[conn.chargebox_id] = port
-        conn.call_hook = lambda c, ev: self._call_hook(link, port, c, ev)
+        conn.call_hook = lambda c, ev: self._guarded_call_hook(link, port, c, ev)
         conn.observers.append(lambda c, ev: self._observe(link, c, ev))
         link.box_attached(port.send)
 
@@ -165,6 +165,15 @@ class GatewayService:
         if link is not None:
             # No grant yet (None) means the box may not charge: the backend's profile is capped at 0 as well.
             link.set_local_limit(connector_id, limit_ma or 0)
+
+    def _guarded_call_hook(self, link, port, conn, ev):
+        try:
+            return self._call_hook(link, port, conn, ev)
+        except Exception:
+            # A gateway bug must not cost the box its answer: the station answers it as for a box without gateway.
+            log.exception("gateway %s: %s not forwarded", link.dev_id, ev.action)
+            port.start_tx.pop(ev.msg_id, None)
+            return False
 
     def _call_hook(self, link, port, conn, ev):
         # The station keeps its view (status, meter readings, transactions) for the load management; its answer is
