@@ -66,6 +66,8 @@ class GatewayLink:
         self.box_send = None
         self.on_event = on_event
         self.pending = {}
+        self.syncing = None      # the fsync in progress (a future), with the actions waiting for it in backlog
+        self.backlog = []
         self.tick_task = None
         self.forwarded = 0
 
@@ -79,6 +81,8 @@ class GatewayLink:
         if self.tick_task is not None:
             self.tick_task.cancel()
         await self.upstream.stop()
+        if self.syncing is not None:
+            await asyncio.wait([self.syncing])
         self.queue.close()
 
     async def _ticker(self):
@@ -133,13 +137,17 @@ class GatewayLink:
     # executing the core's actions
 
     def _run(self, actions):
-        # Billing records and their delivery marks are fsynced before anything that follows them is sent; the
-        # rest (boot payload, auth cache, tx id map) rides along and is made durable by the next fsync. Losing one
-        # of those in a power cut costs a local answer at worst (a tx id map is written with the ack of its
-        # StartTransaction, so it is synced with it).
+        """Execute the core's actions in order. Billing records and their delivery marks are fsynced before anything
+        that follows them is sent; the fsync runs in a worker thread so that one box's disk write does not stall
+        the OCPP thread for all others, and this link's later actions wait behind it. The rest (boot payload, auth
+        cache, tx id map) rides along and becomes durable with the next fsync: losing one of those in a power cut
+        costs a local answer at worst (a tx id map is written with the ack of its StartTransaction)."""
+        if self.syncing is not None:
+            self.backlog.extend(actions)
+            return
         batch = []
         sync = False
-        for a in actions:
+        for i, a in enumerate(actions):
             kind = a[0]
             if kind == "append":
                 batch.append(a[1])
@@ -151,9 +159,11 @@ class GatewayLink:
                 batch.append(a[1])
             else:
                 if batch:
-                    self.queue.append(batch, sync)
+                    self.queue.append(batch, sync=False)
                     batch = []
-                    sync = False
+                    if sync:
+                        self._sync_then(actions[i:])
+                        return
                 if kind == "box":
                     if self.box_send is not None:
                         self.box_send(a[1])
@@ -163,12 +173,34 @@ class GatewayLink:
                 elif kind == "event":
                     self._event(a[1], a[2])
         if batch:
-            self.queue.append(batch, sync)
+            self.queue.append(batch, sync=False)
+            if sync:
+                self._sync_then([])
+                return
         self._maybe_compact()
+
+    def _sync_then(self, rest):
+        self.backlog = list(rest)
+        self.syncing = asyncio.get_running_loop().run_in_executor(None, self.queue.sync)
+        self.syncing.add_done_callback(self._synced)
+
+    def _synced(self, fut):
+        self.syncing = None
+        error = fut.exception()
+        if error is not None:
+            # The record may not be on disk: the box must not hear "accepted". Drop the link's pending output;
+            # the box repeats its message (it got no answer) and the core answers it again from its state.
+            log.error("gateway %s: fsync failed: %s", self.dev_id, error)
+            self.core.last_error = "cannot write the queue: %s" % (error,)
+            self.backlog = []
+            return
+        backlog = self.backlog
+        self.backlog = []
+        self._run(backlog)
 
     def _maybe_compact(self):
         live = self.core.queue_bytes + 4096
-        if self.queue.size_bytes > 65536 and self.queue.size_bytes > 4 * live:
+        if self.syncing is None and self.queue.size_bytes > 65536 and self.queue.size_bytes > 4 * live:
             self.queue.compact(self.core.snapshot())
 
     def _event(self, name, data):

@@ -111,6 +111,11 @@ class TxQueue:
             os.fsync(self.fd)
         self.size_bytes += len(blob)
 
+    def sync(self):
+        """fsync what was appended with `sync=False` (may run in a worker thread; one owner at a time)."""
+        if self.fsync:
+            os.fsync(self.fd)
+
     def compact(self, records):
         """Replace the file with exactly `records`, atomically (the store's temp + fsync + rename + fsync dir)."""
         blob = b"".join(encode(r) for r in records)
