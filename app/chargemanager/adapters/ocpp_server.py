@@ -239,6 +239,8 @@ class OcppServer:
         self.stations = {}  # chargebox id -> Station
         self.connections = {}  # chargebox id -> Connection
         self.on_connect = []  # callables(conn) run when a charge point connected (gateway hooks)
+        self.on_disconnect = []  # callables(conn) run when that connection ended (gateway hooks)
+        self.on_limit = []  # callables(chargebox_id, connector_id, limit_ma) after a new limit was set (gateway)
         self._seen = {}
         self._lock = threading.Lock()
         self._states = {}  # dev_id -> state dict (copies, read by other threads)
@@ -346,6 +348,8 @@ class OcppServer:
             for cid, opts in st.connectors.items():
                 if opts.get("dev_id") in limits_ma:
                     st.set_limit(cid, limits_ma[opts["dev_id"]])
+                    for hook in self.on_limit:
+                        hook(st.chargebox_id, cid, limits_ma[opts["dev_id"]])
                     touched.add(st.chargebox_id)
         for cbid in touched:
             conn = self.connections.get(cbid)
@@ -452,6 +456,8 @@ class OcppServer:
                 del self.connections[cbid]
                 station.disconnect(_monotonic_ms())
                 self._publish(station)
+            for hook in self.on_disconnect:
+                hook(conn)
             log.info("ChargeBox %s disconnected", cbid)
 
     async def _ticker(self):

@@ -26,6 +26,15 @@ def _is_chargebox_char(ch):
     return ("a" <= ch <= "z") or ("A" <= ch <= "Z") or ("0" <= ch <= "9") or ch in "-_.:*@+"
 
 
+def _is_backend_url(url):
+    for scheme in ("ws://", "wss://"):
+        if url.startswith(scheme):
+            rest = url[len(scheme):]
+            host = rest.split("/", 1)[0]
+            return bool(host) and host[0] not in ":@" and "?" not in url and "#" not in url and " " not in url
+    return False
+
+
 SITE = Object([
     Field("max_power_w", NumberOrFormula(minimum=0), 11000,
           "Maximum total power of the house connection in W, a number or a formula such as `55000 * AVAIL / 100`."),
@@ -113,6 +122,16 @@ GATEWAY = Object([
     Field("password", String(max_length=128), "", "Password for HTTP Basic towards the backend (username = client ID)."),
     Field("client_id", String(max_length=64, allowed=_is_chargebox_char, allowed_doc="URL-safe characters"), "",
           "The id under which the station appears at the backend (empty: the ChargeBox ID)."),
+    Field("auth_policy", Enum(("cache", "accept", "reject")), "cache",
+          "Authorize while the backend is unreachable: `cache` accepts ids the backend accepted before, `accept` "
+          "accepts every id, `reject` none."),
+    Field("ca_file", String(max_length=256), "",
+          "For `wss://`: PEM file with the CA certificates that may sign the backend's certificate, relative to "
+          "the data folder (empty: the system trust store). OCPP security profile 2."),
+    Field("client_cert", String(max_length=256), "",
+          "For `wss://`: PEM client certificate for the backend (profile 3), relative to the data folder."),
+    Field("client_key", String(max_length=256), "",
+          "The private key of `client_cert` (PEM), relative to the data folder."),
 ], "OCPP gateway to the wallbox's billing backend.")
 
 EVSE = Object([
@@ -283,6 +302,10 @@ def _check_document(clean, path, errors):
                     errors.append({"field": "evses[%d].address" % index,
                                    "error": "ChargeBox ID character %r not allowed" % ch})
                     break
+        gw_url = (evse.get("gateway") or {}).get("url") or ""
+        if gw_url and not _is_backend_url(gw_url):
+            errors.append({"field": "evses[%d].gateway.url" % index,
+                           "error": "must be ws://host[:port]/[path] or wss://...; no query or fragment"})
     server = (clean.get("ocpp") or {}).get("server") or {}
     for index, evse in enumerate(clean.get("evses") or []):
         profile = evse.get("security_profile", 0)

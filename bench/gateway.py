@@ -1,0 +1,305 @@
+"""OCPP gateway benchmark: N wallboxes, each with its own backend link through the gateway, against the same
+wallboxes talking to the backend directly, measured in the same run.
+
+Three processes: the backend (a plain websockets OCPP-J answerer), the gateway, and this one with the N wallbox
+clients. The gateway runs twice, one after the other: standalone (`python -m chargemanager.adapters.ocpp_gateway`:
+the forwarding alone) and as deployed (the OCPP server with its schema validation and station model, plus the
+gateway service).
+- latency: round trips of a MeterValues CALL (10 sampled values, with a transaction) one at a time, spread over all
+  boxes, direct and through the gateway; added latency = gateway - direct (p50, p99, ratio);
+- throughput: every box sends its CALLs back to back (one outstanding per box, as OCPP wants); forwarded
+  messages per second at the gateway;
+- the gateway process's resident memory.
+
+Usage: .venv/bin/python bench/gateway.py [--boxes 500] [--samples 3000] [--per-box 20]
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import serve
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ---- backend process ----------------------------------------------------------------------------------------------
+
+async def backend_main(port_file):
+    counter = [1000]
+
+    async def handler(ws):
+        async for text in ws:
+            msg = json.loads(text)
+            if msg[0] != 2:
+                continue
+            action = msg[2]
+            if action == "BootNotification":
+                ans = {"status": "Accepted", "currentTime": "2026-01-01T00:00:00Z", "interval": 300}
+            elif action == "StartTransaction":
+                counter[0] += 1
+                ans = {"transactionId": counter[0], "idTagInfo": {"status": "Accepted"}}
+            elif action == "Heartbeat":
+                ans = {"currentTime": "2026-01-01T00:00:00Z"}
+            else:
+                ans = {}
+            await ws.send(json.dumps([3, msg[1], ans]))
+
+    server = await serve(handler, "127.0.0.1", 0, subprotocols=["ocpp1.6"], compression=None, max_queue=None)
+    with open(port_file + ".tmp", "w") as f:
+        f.write(str(server.sockets[0].getsockname()[1]))
+    os.replace(port_file + ".tmp", port_file)
+    await asyncio.Future()
+
+
+# ---- wallboxes ----------------------------------------------------------------------------------------------------
+
+def meter_values(tx, n):
+    sampled = [{"value": "%d.%d" % (n, i), "measurand": m, "unit": u, "context": "Sample.Periodic"}
+               for i, (m, u) in enumerate([("Energy.Active.Import.Register", "Wh"), ("Power.Active.Import", "W"),
+                                            ("Current.Import", "A"), ("Current.Import", "A"), ("Current.Import", "A"),
+                                            ("Voltage", "V"), ("Voltage", "V"), ("Voltage", "V"),
+                                            ("Temperature", "Celsius"), ("SoC", "Percent")])]
+    return {"connectorId": 1, "transactionId": tx,
+            "meterValue": [{"timestamp": "2026-01-01T10:00:00Z", "sampledValue": sampled}]}
+
+
+MANAGER_CALL_ANSWERS = {"GetConfiguration": {"configurationKey": []}, "SetChargingProfile": {"status": "Accepted"},
+                        "ClearChargingProfile": {"status": "Accepted"}}
+
+
+# ---- the manager as deployed: OCPP server (schema validation, station model) + gateway service ----------------------
+
+def manager_main(config_path, data_dir):
+    import signal
+    import threading
+    from chargemanager.adapters.ocpp_gateway_service import GatewayService
+    from chargemanager.adapters.ocpp_server import OcppServer
+    with open(config_path) as f:
+        config = json.load(f)
+    server = OcppServer(config["evses"], host="127.0.0.1", port=0)
+    port = server.start()
+    service = GatewayService(server, config, data_dir, upstream_opts={"backoff_min_s": 0.5, "backoff_max_s": 2})
+    service.start()
+    print("listening %d" % port, flush=True)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: done.set())
+    done.wait()
+    service.stop()
+    server.stop()
+
+
+class Box:
+    def __init__(self, url, name):
+        self.url = url
+        self.name = name
+        self.ws = None
+        self.n = 0
+        self.tx = None
+
+    async def open(self):
+        self.ws = await connect(self.url + self.name, subprotocols=["ocpp1.6"], compression=None, proxy=None,
+                                open_timeout=60)
+        await self.call("BootNotification", {"chargePointVendor": "Bench", "chargePointModel": "B1"})
+        res = await self.call("StartTransaction", {"connectorId": 1, "idTag": "BENCH", "meterStart": 0,
+                                                   "timestamp": "2026-01-01T10:00:00Z"})
+        self.tx = res["transactionId"]
+
+    async def call(self, action, payload):
+        self.n += 1
+        msg_id = "%s-%d" % (self.name, self.n)
+        await self.ws.send(json.dumps([2, msg_id, action, payload]))
+        while True:
+            msg = json.loads(await self.ws.recv())
+            if msg[0] == 2:
+                # the manager's own CALLs (capability read, its charging profile)
+                answer = MANAGER_CALL_ANSWERS.get(msg[2])
+                await self.ws.send(json.dumps([3, msg[1], answer]) if answer is not None else
+                                   json.dumps([4, msg[1], "NotImplemented", "", {}]))
+                continue
+            if msg[1] == msg_id:
+                if msg[0] != 3:
+                    raise RuntimeError("%s answered %r" % (action, msg))
+                return msg[2]
+
+    async def close(self):
+        await self.ws.close()
+
+
+async def open_boxes(url, n):
+    boxes = [Box(url, "BX%04d" % i) for i in range(n)]
+    for i in range(0, n, 50):
+        await asyncio.gather(*(b.open() for b in boxes[i:i + 50]))
+    return boxes
+
+
+async def latency(boxes, samples):
+    rnd = random.Random(1)
+    out = []
+    for k in range(samples):
+        b = boxes[rnd.randrange(len(boxes))]
+        payload = meter_values(b.tx, k)
+        t0 = time.perf_counter_ns()
+        await b.call("MeterValues", payload)
+        out.append((time.perf_counter_ns() - t0) / 1e6)
+    return out
+
+
+async def throughput(boxes, per_box):
+    async def run(b):
+        for k in range(per_box):
+            await b.call("MeterValues", meter_values(b.tx, k))
+    t0 = time.perf_counter()
+    await asyncio.gather(*(run(b) for b in boxes))
+    return len(boxes) * per_box / (time.perf_counter() - t0)
+
+
+def core_cost_us(n=20000):
+    """CPU of the pure gateway policy per forwarded CALL + answer, without sockets."""
+    sys.path.insert(0, os.path.join(ROOT, "app"))
+    from chargemanager.core.ocpp_gateway import Gateway
+    gw = Gateway("gw-")
+    gw.box_connected(0)
+    gw.backend_connected(0)
+    gw.box_text('[2,"b","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]', 0)
+    gw.backend_text('[3,"b",{"status":"Accepted","currentTime":"2026-01-01T00:00:00Z","interval":300}]', 0)
+    texts = [json.dumps([2, "m%d" % i, "MeterValues", meter_values(1001, i)]) for i in range(n)]
+    answers = ['[3,"m%d",{}]' % i for i in range(n)]
+    t0 = time.process_time()
+    for i in range(n):
+        gw.box_text(texts[i], i)
+        gw.backend_text(answers[i], i)
+    return (time.process_time() - t0) * 1e6 / n
+
+
+def pct(values, p):
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100.0 * (len(s) - 1))))]
+
+
+def cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+async def wait_file(path, proc):
+    while not os.path.exists(path):
+        if proc.returncode is not None:
+            raise RuntimeError("process ended early")
+        await asyncio.sleep(0.05)
+    with open(path) as f:
+        return int(f.read())
+
+
+async def start_gateway(kind, tmp, bport, boxes, env):
+    config = {"evses": [{"dev_id": "E%d" % (i + 1), "type": "ocpp16", "address": "BX%04d" % i, "id": 1,
+                         "gateway": {"url": "ws://127.0.0.1:%d/gw/" % bport, "client_id": "GW%04d" % i}}
+                        for i in range(boxes)]}
+    data = os.path.join(tmp, kind)
+    os.makedirs(data)
+    cfg_path = os.path.join(data, "config.json")
+    with open(cfg_path, "w") as f:
+        json.dump(config, f)
+    if kind == "standalone":
+        cmd = [sys.executable, "-m", "chargemanager.adapters.ocpp_gateway", "--data", data, "--config", cfg_path,
+               "--port", "0", "--backoff-min-s", "0.5", "--backoff-max-s", "2"]
+    else:
+        cmd = [sys.executable, os.path.abspath(__file__), "--role", "manager", "--config", cfg_path, "--data", data]
+    proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE, env=env)
+    port = int((await proc.stdout.readline()).split()[1])
+    await asyncio.sleep(2.0)  # let the backend links come up before the boxes boot
+    return proc, port
+
+
+async def stop(proc):
+    if proc is not None and proc.returncode is None:
+        proc.terminate()
+        await proc.wait()
+
+
+async def main(args):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 2 x N client sockets in this process
+    tmp = tempfile.mkdtemp(prefix="bench-gw-")
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "app"))
+    port_file = os.path.join(tmp, "backend.port")
+    backend = await asyncio.create_subprocess_exec(sys.executable, os.path.abspath(__file__), "--role", "backend",
+                                                   "--port-file", port_file, env=env)
+    try:
+        bport = await wait_file(port_file, backend)
+        direct = await open_boxes("ws://127.0.0.1:%d/" % bport, args.boxes)
+        await latency(direct, 200)
+        lat_direct = await latency(direct, args.samples)
+        tput_direct = await throughput(direct, args.per_box)
+        print("\nOCPP gateway, %d wallboxes each with its own backend link (MeterValues, 10 sampled values); "
+              "direct: %0.0f msg/s" % (args.boxes, tput_direct))
+        print("%-44s %6s %10s %10s %10s %7s %9s %9s %7s" % ("path", "", "direct ms", "via ms", "added ms", "ratio",
+                                                            "msg/s", "CPU us/msg", "RSS MB"))
+        for kind in args.kinds.split(","):
+            proc, port = await start_gateway(kind, tmp, bport, args.boxes, env)
+            try:
+                via = await open_boxes("ws://127.0.0.1:%d/" % port, args.boxes)
+                await latency(via, 200)
+                lat_gw = await latency(via, args.samples)
+                cpu0 = cpu_s(proc.pid)
+                tput_gw = await throughput(via, args.per_box)
+                cpu_us = (cpu_s(proc.pid) - cpu0) * 1e6 / (args.boxes * args.per_box)
+                mem = rss_mb(proc.pid)
+                label = {"standalone": "standalone gateway (forwarding only)",
+                         "manager": "OCPP server + gateway (as deployed)"}[kind]
+                for i, p in enumerate((50, 99)):
+                    d, g = pct(lat_direct, p), pct(lat_gw, p)
+                    if i == 0:
+                        print("%-44s %6s %10.3f %10.3f %10.3f %7.2f %9.0f %9.0f %7.1f"
+                              % (label, "p%d" % p, d, g, g - d, g / d, tput_gw, cpu_us, mem))
+                    else:
+                        print("%-44s %6s %10.3f %10.3f %10.3f %7.2f" % ("", "p%d" % p, d, g, g - d, g / d))
+                for b in via:
+                    await b.close()
+            finally:
+                await stop(proc)
+        print("targets: added p50 <= 0.5 ms, added p99 <= 2 ms, >= 3000 forwarded msg/s")
+        print("gateway policy (core) alone: %0.0f us CPU per forwarded CALL + answer (no sockets)" % core_cost_us())
+        for b in direct:
+            await b.close()
+    finally:
+        await stop(backend)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--role", default="bench")
+    ap.add_argument("--port-file")
+    ap.add_argument("--boxes", type=int, default=500)
+    ap.add_argument("--samples", type=int, default=3000)
+    ap.add_argument("--per-box", type=int, default=20)
+    ap.add_argument("--kinds", default="standalone,manager")
+    ap.add_argument("--config")
+    ap.add_argument("--data")
+    a = ap.parse_args()
+    if a.role == "backend":
+        asyncio.run(backend_main(a.port_file))
+    elif a.role == "manager":
+        manager_main(a.config, a.data)
+    else:
+        asyncio.run(main(a))
