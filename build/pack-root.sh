@@ -45,5 +45,5 @@ settings=$(printf '{"good_tries": %s, "update_tries": %s, "health_timeout_s": %s
 printf "usr/lib/chargemanager/update.json f 644 0 0 printf '%%s\\\\n' '%s'\n" "$settings" >> "$pseudo"
 if [ -n "$extra" ]; then cat "$extra" >> "$pseudo"; fi
 rm -f "$image"
-mksquashfs "$root" "$image" -noappend -quiet -no-progress -comp zstd -Xcompression-level 6 -xattrs-exclude '^system[.]posix_acl' -pf "$pseudo" >/dev/null
+mksquashfs "$root" "$image" -noappend -quiet -no-progress -comp zstd -Xcompression-level 6 -no-xattrs -pf "$pseudo" >/dev/null
 echo "root slot image $image: $(du -h "$image" | cut -f1), version $version"

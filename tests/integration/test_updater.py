@@ -130,6 +130,19 @@ def test_refused_bundles_write_nothing(device, case, message):
     assert snapshot(device) == before
 
 
+def test_rolled_back_version_is_not_installed_again_unless_forced(device):
+    state = BootState.load(device["bootstate"])
+    state.last_failed, state.last_failed_version = "B", "1.1.0"
+    state.save(device["bootstate"])
+    bundle = make_bundle_cli(device, "1.1.0")
+    before = snapshot(device)
+    with pytest.raises(UpdateError, match="1.1.0 was rolled back on this device before"):
+        install(device, bundle)
+    assert snapshot(device) == before
+    assert install(device, bundle, force=True)["version"] == "1.1.0"
+    assert BootState.load(device["bootstate"]).trial_version == "1.1.0"
+
+
 def test_admin_can_force_an_older_version(device):
     bundle = make_bundle_cli(device, "0.9.0")
     assert install(device, bundle, force=True)["version"] == "0.9.0"
@@ -165,7 +178,9 @@ def test_version_order_is_numeric():
 def test_boot_state_reads_what_the_initramfs_writes(tmp_path):
     path = tmp_path / "bootstate"
     # the exact printf format of rootfs/etc/initramfs-tools/scripts/local-top/abslot
-    path.write_text('BOOT_ORDER="B A"\nA_LEFT=2\nB_LEFT=0\nTRIAL=\nLAST_FAILED=B\n')
+    path.write_text('BOOT_ORDER="B A"\nA_LEFT=2\nB_LEFT=0\nTRIAL=\nTRIAL_VERSION=\nLAST_FAILED=B\n'
+                    'LAST_FAILED_VERSION=1.2.0\n')
     state = BootState.load(str(path))
-    assert (state.order, state.left, state.trial, state.last_failed) == (["B", "A"], {"A": 2, "B": 0}, "", "B")
+    assert (state.order, state.left, state.trial, state.last_failed, state.last_failed_version) == (
+        ["B", "A"], {"A": 2, "B": 0}, "", "B", "1.2.0")
     assert state.dumps() == path.read_text()

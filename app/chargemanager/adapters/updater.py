@@ -12,7 +12,9 @@ health check confirms the slot ("mark good") once the app answers; a slot on tri
 in time reboots, and the initramfs (rootfs/etc/initramfs-tools/scripts/local-top/abslot) falls back.
 
 The boot state is a small KEY=value file on the boot partition, shared with that initramfs script:
-  BOOT_ORDER="A B"  A_LEFT=3  B_LEFT=3  TRIAL=<slot or empty>  LAST_FAILED=<slot or empty>
+  BOOT_ORDER="A B"  A_LEFT=3  B_LEFT=3  TRIAL=<slot>  TRIAL_VERSION=<version>  LAST_FAILED=<slot>
+  LAST_FAILED_VERSION=<version>   (empty when none; LAST_FAILED* name the last slot that was rolled back)
+A version that was rolled back is not installed again unless forced, so a stick left in the box cannot loop.
 Every path (slots, boot state, keys, release file) is a parameter, so tests run against plain files.
 """
 
@@ -188,11 +190,14 @@ def verify_bundle(bundle_path, public_key_pem, device_type, current_version, for
 class BootState:
     """The slot state file the initramfs reads at every boot (format in the module docstring)."""
 
-    def __init__(self, order=("A", "B"), left=None, trial="", last_failed=""):
+    def __init__(self, order=("A", "B"), left=None, trial="", last_failed="", trial_version="",
+                 last_failed_version=""):
         self.order = list(order)
         self.left = dict(left or {"A": 3, "B": 3})
         self.trial = trial
+        self.trial_version = trial_version
         self.last_failed = last_failed
+        self.last_failed_version = last_failed_version
 
     @classmethod
     def load(cls, path):
@@ -207,11 +212,13 @@ class BootState:
         for slot in SLOTS:
             text = values.get(slot + "_LEFT", "0")
             left[slot] = int(text) if text.isdigit() else 0
-        return cls(order, left, values.get("TRIAL", ""), values.get("LAST_FAILED", ""))
+        return cls(order, left, values.get("TRIAL", ""), values.get("LAST_FAILED", ""),
+                   values.get("TRIAL_VERSION", ""), values.get("LAST_FAILED_VERSION", ""))
 
     def dumps(self):
-        return 'BOOT_ORDER="%s"\nA_LEFT=%d\nB_LEFT=%d\nTRIAL=%s\nLAST_FAILED=%s\n' % (
-            " ".join(self.order), self.left["A"], self.left["B"], self.trial, self.last_failed)
+        return ('BOOT_ORDER="%s"\nA_LEFT=%d\nB_LEFT=%d\nTRIAL=%s\nTRIAL_VERSION=%s\nLAST_FAILED=%s\n'
+                'LAST_FAILED_VERSION=%s\n') % (" ".join(self.order), self.left["A"], self.left["B"], self.trial,
+                                               self.trial_version, self.last_failed, self.last_failed_version)
 
     def save(self, path):
         atomic_write(path, self.dumps().encode())
@@ -246,6 +253,7 @@ def mark_good(bootstate_path, booted_slot, good_tries):
     state.order = [booted_slot, other_slot(booted_slot)]
     if state.trial == booted_slot:
         state.trial = ""
+        state.trial_version = ""
     state.save(bootstate_path)
     return state
 
@@ -262,6 +270,10 @@ def install(bundle_path, *, public_key_pem, device_type, current_version, booted
     """Verify, write the inactive slot, read it back, switch the boot state to it (on trial). Returns the
     manifest. Raises UpdateError with the reason; when verification fails nothing has been written."""
     manifest, offset = verify_bundle(bundle_path, public_key_pem, device_type, current_version, force)
+    state = BootState.load(bootstate_path)
+    if not force and state.last_failed_version and manifest["version"] == state.last_failed_version:
+        raise UpdateError("version %s was rolled back on this device before (it never became healthy); an admin "
+                          "can force it" % manifest["version"])
     target = other_slot(booted_slot)
     device = slots[target]
     size = int(manifest["rootfs"]["size"])
@@ -271,11 +283,11 @@ def install(bundle_path, *, public_key_pem, device_type, current_version, booted
     log("update: bundle %s verified (version %s); writing slot %s" % (
         os.path.basename(bundle_path), manifest["version"], target))
     # the slot must no longer be bootable while it is half written
-    state = BootState.load(bootstate_path)
     state.left[target] = 0
     state.order = [booted_slot, target]
     if state.trial == target:
         state.trial = ""
+        state.trial_version = ""
     state.save(bootstate_path)
     digest = hashlib.sha256()
     with open(bundle_path, "rb") as src, open(device, "r+b") as dst:
@@ -299,7 +311,7 @@ def install(bundle_path, *, public_key_pem, device_type, current_version, booted
     state.order = [target, booted_slot]
     state.left[target] = update_tries
     state.trial = target
-    state.last_failed = ""
+    state.trial_version = manifest["version"]
     state.save(bootstate_path)
     log("update: slot %s holds version %s; it boots next, on trial" % (target, manifest["version"]))
     return manifest
@@ -393,7 +405,8 @@ def health(ports, timeout_s, paths=APPLIANCE, unit="chargemanager.service", log=
                                                       "ro" if _root_read_only() else "rw")
     if healthy:
         state = mark_good(paths["bootstate"], slot, settings["good_tries"])
-        log("%s state=good last_failed=%s" % (report, state.last_failed or "-"))
+        failed = (state.last_failed + " " + state.last_failed_version).strip() or "-"
+        log("%s state=good last_failed=%s" % (report, failed))
         return True
     if state.trial == slot:
         log("%s state=unhealthy: not confirmed after %d s, rebooting to fall back" % (report, timeout_s))
