@@ -10,6 +10,11 @@ chroot "$root" useradd --system --user-group --groups dialout,gpio --home-dir /n
   --shell /usr/sbin/nologin chargemanager
 chroot "$root" systemctl enable systemd-networkd.service systemd-resolved.service systemd-timesyncd.service \
   chargemanager.service chargemanager-firstboot.service chargemanager-health.service
+# periodic jobs that make no sense on a read-only appliance (package lists, dpkg database backups)
+for unit in apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer e2scrub_reap.service; do
+  chroot "$root" systemctl mask "$unit" >/dev/null 2>&1 || true
+done
+chroot "$root" systemctl set-default multi-user.target
 # read-only root: an empty machine-id makes systemd use a transient one; logind needs the linger folder to exist
 : > "$root/etc/machine-id"
 mkdir -p "$root/data" "$root/var/lib/systemd/linger"
@@ -25,7 +30,7 @@ kver=$(ls "$root/lib/modules")
 kmod="$root/lib/modules/$kver/kernel"
 rm -rf "$kmod/sound" "$kmod/drivers/gpu" "$kmod/drivers/media" "$kmod/drivers/infiniband" \
   "$kmod/drivers/net/wireless" "$kmod/net/wireless" "$kmod/net/mac80211" "$kmod/drivers/staging" \
-  "$kmod/drivers/isdn" "$kmod/drivers/bluetooth" "$kmod/net/bluetooth" "$kmod/drivers/input/joystick" \
+  "$kmod/drivers/isdn" "$kmod/arch/x86/kvm" "$kmod/drivers/bluetooth" "$kmod/net/bluetooth" "$kmod/drivers/input/joystick" \
   "$kmod/drivers/input/touchscreen" "$kmod/drivers/hid" "$kmod/drivers/scsi/qla2xxx" "$kmod/drivers/scsi/lpfc" \
   "$kmod/drivers/net/ethernet/mellanox" "$kmod/drivers/net/ethernet/chelsio" "$kmod/drivers/net/ethernet/qlogic" \
   "$kmod/fs/btrfs" "$kmod/fs/xfs" "$kmod/fs/ocfs2" "$kmod/fs/gfs2" "$kmod/fs/nfs" "$kmod/fs/ceph"
