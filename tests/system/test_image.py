@@ -50,6 +50,31 @@ def test_first_boot_serves_http_from_a_read_only_root(vm):
     assert health.groups() == ("A", "1.0.0", "ro", "good")
 
 
+def ocpp_server_wired():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "app", "chargemanager", "runtime.py")) as f:
+        return "OcppServer" in f.read()
+
+
+def test_ocpp_port_answers_a_wallbox(vm):
+    if not ocpp_server_wired():
+        pytest.skip("the runtime does not start the OCPP server yet")
+    from websockets.exceptions import InvalidStatus, WebSocketException
+    from websockets.sync.client import connect
+    deadline = time.monotonic() + BOOT_S
+    while True:
+        try:
+            with connect("ws://127.0.0.1:%d/SYSTEST-CP" % vm.ocpp_port, subprotocols=["ocpp1.6"], open_timeout=10):
+                pass
+            break
+        except InvalidStatus:
+            break  # an HTTP answer to the upgrade (e.g. an unknown station refused): the server is there
+        except (OSError, TimeoutError, WebSocketException):  # slirp accepts, then drops while nothing listens
+            assert time.monotonic() < deadline, "the OCPP port never answered"
+            time.sleep(1)
+    record("first boot: power-on to OCPP port answering %.1f s" % (time.monotonic() - vm.started_at))
+
+
 def test_variable_survives_a_power_cut(vm):
     status, _, _ = cnf(vm, "cmd=set_password", method="POST", body={"password": PASSWORD}, password=None)
     assert status == 200
