@@ -184,3 +184,10 @@ def test_boot_state_reads_what_the_initramfs_writes(tmp_path):
     assert (state.order, state.left, state.trial, state.last_failed, state.last_failed_version) == (
         ["B", "A"], {"A": 2, "B": 0}, "", "B", "1.2.0")
     assert state.dumps() == path.read_text()
+
+
+def test_command_line_outside_the_appliance_says_so(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "chargemanager", "update", str(tmp_path / "x.cmbundle")],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "not running on the appliance image" in result.stderr

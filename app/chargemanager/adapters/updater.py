@@ -348,6 +348,8 @@ def booted_slot(paths=APPLIANCE):
 
 def install_on_appliance(bundle_path, force=False, paths=APPLIANCE, log=print):
     """The one install path for the USB stick, the command line and the config page."""
+    if not os.path.exists(paths["release"]):
+        raise UpdateError("not running on the appliance image (no %s)" % paths["release"])
     release = _read_json(paths["release"])
     with open(paths["public_key"], "rb") as f:
         public_key_pem = f.read()
