@@ -6,7 +6,7 @@ DATA ?= dev-data
 HTTP_PORT ?= 8080
 OCPP_PORT ?= 19520
 
-.PHONY: run test test-unit test-micropython test-system bench venv system-deps node-deps clean
+.PHONY: run test test-unit test-micropython test-system bench venv system-deps node-deps clean image
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ run: venv
 test: venv system-deps node-deps
 	$(PY) -m pytest -m "not system" tests
 	$(PY) tools/run_micropython_tests.py
+
+# The appliance disk image (build/out/amd64/disk.img; root needed for mmdebstrap). docs/image.md says more.
+image: venv system-deps
+	bash build/build-image.sh
 
 test-system: venv system-deps
 	$(PY) -m pytest -m system tests/system

@@ -55,6 +55,13 @@ def cmd_set_password(args):
     return 0
 
 
+def cmd_update(args):
+    from chargemanager.adapters import updater
+
+    argv = ["install", args.bundle] + (["--force"] if args.force else []) + (["--reboot"] if args.reboot else [])
+    return updater.main(argv)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="chargemanager", description="EV charging manager appliance")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -69,6 +76,11 @@ def build_parser():
     pw.add_argument("--data", required=True, help="data folder")
     pw.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     pw.set_defaults(func=cmd_set_password)
+    up = sub.add_parser("update", help="install a signed update bundle into the inactive root slot (appliance, root)")
+    up.add_argument("bundle", help="*.cmbundle file")
+    up.add_argument("--force", action="store_true", help="allow the same or an older version")
+    up.add_argument("--reboot", action="store_true", help="reboot into the new version when installed")
+    up.set_defaults(func=cmd_update)
     return parser
 
 

@@ -23,11 +23,13 @@ from chargemanager.adapters.http_api import (
 )
 from chargemanager.adapters.http_server import HttpServer
 from chargemanager.adapters import fieldbus
+from chargemanager.adapters.led import DEFAULT_BASE as LED_BASE, StatusLed, choose_pattern
 from chargemanager.adapters.load_manager import LoadManager
 from chargemanager.adapters.ocpp_service import OcppService
 from chargemanager.adapters.readings import ReadingBoard
 from chargemanager.adapters.store import CONFIG_FILE, DataStore
 from chargemanager.adapters.variable_service import VariableService
+from chargemanager.adapters.watchdog import Notifier
 from chargemanager.core.formula import UnknownName, FormulaError
 from chargemanager.core.variables import name_key
 from chargemanager.shim.clock import monotonic_ms, wall_time_s
@@ -39,6 +41,13 @@ class Runtime:
     def __init__(self, data_dir, http_port=None, ocpp_port=None, host="0.0.0.0"):
         self.store = DataStore(data_dir)
         self.config, problems = self.store.load_config()
+        self.config_problems = list(problems)
+        # systemd (Type=notify, WatchdogSec) and the status LED; both no-ops outside the appliance
+        self.notifier = Notifier()
+        self.led = StatusLed(os.environ.get("CHARGEMANAGER_LED", ""),
+                             os.environ.get("CHARGEMANAGER_LED_BASE", LED_BASE))
+        self.led.set("booting")
+        self.led_flags = []         # f() -> {"comm_error": bool, "limited": bool, "fault": bool}: parts add theirs
         for problem in problems:
             log.error("configuration: %s", problem)
         if not os.path.exists(self.store.path(CONFIG_FILE)):
@@ -152,6 +161,21 @@ class Runtime:
                 log.exception("tick hook %r failed", hook)
         self.tick_count += 1
         self.last_tick_cpu_ms = (time.thread_time() - started) * 1000.0
+        # from the tick itself, not a thread of its own: a hung loop stops the pings and systemd restarts us
+        self.notifier.ping(now_ms)
+        self.led.set(self.led_pattern())
+
+    def led_pattern(self):
+        flags = {"fault": bool(self.config_problems)}
+        for provider in list(self.led_flags):
+            try:
+                for name, value in provider().items():
+                    flags[name] = flags.get(name, False) or bool(value)
+            except Exception:
+                log.exception("LED flag provider %r failed", provider)
+                flags["fault"] = True
+        return choose_pattern(started=True, fault=flags.get("fault", False), comm_error=flags.get("comm_error", False),
+                              limited=flags.get("limited", False))
 
     def start(self):
         app = build_app(self.commands, self.auth, self.config["http"]["max_body_bytes"],
@@ -171,6 +195,7 @@ class Runtime:
         self.start()
         log.info("charging manager %s running: data %s, HTTP port %d", __version__, self.store.folder,
                  self.http_port)
+        self.notifier.ready("running: HTTP port %d" % self.http_port)
         try:
             while not self.stopping.is_set():
                 self.wake.clear()
@@ -184,6 +209,7 @@ class Runtime:
         self.wake.set()
 
     def shutdown(self):
+        self.notifier.stopping()
         for service in reversed(self.services):
             try:
                 service.stop()

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Adds the app (wheels built from requirements.txt and app/) to the Debian root folder and packs a read-only
+# squashfs slot image with its release file and the update public key.
+# usage: pack-root.sh VERSION OUTPUT.squashfs [EXTRA_PSEUDO_FILE]
+#   EXTRA_PSEUDO_FILE: mksquashfs pseudo definitions added to this image only (used for test variants).
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/firmware/image.conf"
+ARCH=${ARCH:-amd64}
+out="$top/build/out/$ARCH"
+version=$1 image=$2 extra=${3:-}
+PY=${PY:-$top/.venv/bin/python}
+root="$out/rootfs"
+[ -d "$root/usr" ] || { echo "pack-root.sh: no root folder $root (run build-rootfs.sh)" >&2; exit 1; }
+[ -f "$out/keys/update-pub.pem" ] || { echo "pack-root.sh: no update key (run build/dev-key.sh)" >&2; exit 1; }
+
+site="$root/usr/lib/chargemanager/python"
+if [ ! -f "$out/wheels/.done" ] || [ -n "$(find "$top/app" "$top/requirements.txt" -newer "$out/wheels/.done" -name '*.py' -o -newer "$out/wheels/.done" -name '*.txt' -o -newer "$out/wheels/.done" -name '*.toml' | head -1)" ]; then
+  rm -rf "$out/wheels" "$top/app/build"
+  mkdir -p "$out/wheels"
+  pyver=$("$PY" -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')
+  case "$ARCH" in amd64) plat=x86_64 ;; arm64) plat=aarch64 ;; *) echo "unsupported arch $ARCH" >&2; exit 1 ;; esac
+  "$PY" -m pip download -q --disable-pip-version-check --only-binary=:all: --python-version "$pyver" \
+    --platform "manylinux_2_34_$plat" --platform "manylinux_2_28_$plat" --platform "manylinux_2_17_$plat" \
+    --platform "manylinux2014_$plat" -r "$top/requirements.txt" -d "$out/wheels"
+  "$PY" -m pip wheel -q --disable-pip-version-check --no-deps -w "$out/wheels" "$top/app"
+  rm -rf "$top/app/build"
+  touch "$out/wheels/.done"
+fi
+rm -rf "$site"
+mkdir -p "$site"
+"$PY" -m pip install -q --disable-pip-version-check --no-index --find-links "$out/wheels" --target "$site" \
+  --no-compile --only-binary=:all: chargemanager
+rm -rf "$site/bin"
+# the root is read-only: byte-compile now (python3.11 in the image, the same bytecode as the build's 3.11)
+"$PY" -m compileall -q -j0 "$site" >/dev/null
+echo /usr/lib/chargemanager/python > "$root/usr/lib/python3/dist-packages/chargemanager.pth"
+install -D -m 0644 "$out/keys/update-pub.pem" "$root/usr/share/chargemanager/update-pub.pem"
+
+pseudo=$(mktemp)
+trap 'rm -f "$pseudo"' EXIT
+release=$(printf '{"device_type": "%s-%s", "version": "%s"}' "$DEVICE_TYPE_PREFIX" "$ARCH" "$version")
+printf "usr/lib/chargemanager/release.json f 644 0 0 printf '%%s\\\\n' '%s'\n" "$release" > "$pseudo"
+settings=$(printf '{"good_tries": %s, "update_tries": %s, "health_timeout_s": %s}' "$GOOD_TRIES" "$UPDATE_TRIES" "$HEALTH_TIMEOUT_S")
+printf "usr/lib/chargemanager/update.json f 644 0 0 printf '%%s\\\\n' '%s'\n" "$settings" >> "$pseudo"
+if [ -n "$extra" ]; then cat "$extra" >> "$pseudo"; fi
+rm -f "$image"
+mksquashfs "$root" "$image" -noappend -quiet -no-progress -comp zstd -Xcompression-level 6 -no-xattrs -pf "$pseudo" >/dev/null
+echo "root slot image $image: $(du -h "$image" | cut -f1), version $version"
