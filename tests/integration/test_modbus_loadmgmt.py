@@ -108,6 +108,8 @@ def test_p14a_dimming_limits_evses_and_logs_evidence(site, manager):
     configure, meter, box, _, in2 = site
     configure(p14a_input="IN2")
     meter.set_values({"current_l1_ma": 0, "current_l2_ma": 0, "current_l3_ma": 0, "power_w": 1234})
+    wait_until(lambda: [d for d in cnf(manager, "cmd=get_status")[2]["modbus"]
+                        if d["dev_id"] == "M1"][0]["last_good"]["power_w"] == 1234, what="site power read")
     wait_until(lambda: box.register(3, 261) == 160, what="undimmed 16 A")
     in2.write_text("1")
     wait_until(lambda: box.register(3, 261) == 60, what="4200 W for one device = 6.0 A per phase")
