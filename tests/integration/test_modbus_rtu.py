@@ -90,6 +90,9 @@ def test_setpoint_enable_and_stop_reach_the_heidelberg_registers(rtu):
     wait_until(lambda: board.get("E1"), what="wallbox reading")
     svc.set_charge("E1", 10500, True)
     wait_until(lambda: box.register(3, 261) == 105, what="current 10.5 A in register 261")
+    box.set_values({"current_limit_ma": 16000})  # the box rebooted with its default current: our setpoint is sent again
+    wait_until(lambda: box.register(3, 261) == 105 and diag(svc, "E1")["counters"]["rewrites"] >= 1,
+               what="setpoint restored")
     svc.set_charge("E1", 20000, True)  # above the box's 16 A maximum: clamped
     wait_until(lambda: box.register(3, 261) == 160, what="clamped current")
     svc.set_charge("E1", 16000, False)

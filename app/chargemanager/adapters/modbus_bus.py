@@ -21,9 +21,11 @@ from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
 from chargemanager.core import regmap
-from chargemanager.core.quantities import TYPE_WORDS
+from chargemanager.core.quantities import TYPE_WORDS, UNIT_FACTORS
 from chargemanager.devices.index import MODELS
 from chargemanager.shim.clock import monotonic_ms
+
+log = logging.getLogger("modbus")
 
 SLOW_LANE_AFTER_FAILURES = 2
 BACKOFF_START_MS = 1000
@@ -180,7 +182,9 @@ class Device:
         self.last_ok_ms = None
         self.last_error = None
         self.last_error_ms = None
-        self.counters = {"polls": 0, "ok": 0, "timeout": 0, "crc": 0, "exception": 0, "io": 0, "writes": 0}
+        self.counters = {"polls": 0, "ok": 0, "timeout": 0, "crc": 0, "exception": 0, "io": 0, "writes": 0,
+                         "rewrites": 0}
+        self.expected_limit_ma = None  # what the current-limit register should read back after our last write
 
     def setup_value(self, name):
         w = self.writes.get(name)
@@ -272,28 +276,38 @@ class BusOwner(threading.Thread):
     def run(self):
         try:
             while not self._stop_event.is_set():
-                if not self._connect():
-                    self._fail_all("io", "cannot open %s" % (transport_key(self.transport),))
-                    # reconnect with the devices' capped back-off, at least RECONNECT_DELAY_MS apart
-                    wait_ms = min(d.next_due_ms for d in self.devices) - self.clock()
-                    self._stop_event.wait(max(RECONNECT_DELAY_MS, wait_ms) / 1000.0)
-                    continue
-                setpoints, requests = self.commands.take()
-                for req in requests:
-                    self._serve_request(req)
-                for dev_id, sp in setpoints.items():
-                    self.by_id[dev_id].desired = sp
-                self._write_setpoints()
-                dev, wait_ms = self._next_block()
-                if dev is None:
-                    self._publish_diag()
-                    self.commands.event.wait(min(1.0, wait_ms / 1000.0))
-                    continue
-                self._poll_step(dev)
-                self._publish_diag()
+                try:
+                    self._run_once()
+                except Exception:  # a bug or an odd answer must not end the bus for good
+                    log.exception("bus %s: unexpected error; reconnecting", transport_key(self.transport))
+                    if self._client is not None:
+                        self._client.close()
+                    self._stop_event.wait(RECONNECT_DELAY_MS / 1000.0)
         finally:
             if self._client is not None:
                 self._client.close()
+
+    def _run_once(self):
+        """One step of the owner loop: connect, serve requests and setpoints, then one block read."""
+        if not self._connect():
+            self._fail_all("io", "cannot open %s" % (transport_key(self.transport),))
+            # reconnect with the devices' capped back-off, at least RECONNECT_DELAY_MS apart
+            wait_ms = min(d.next_due_ms for d in self.devices) - self.clock()
+            self._stop_event.wait(max(RECONNECT_DELAY_MS, wait_ms) / 1000.0)
+            return
+        setpoints, requests = self.commands.take()
+        for req in requests:
+            self._serve_request(req)
+        for dev_id, sp in setpoints.items():
+            self.by_id[dev_id].desired = sp
+        self._write_setpoints()
+        dev, wait_ms = self._next_block()
+        if dev is None:
+            self._publish_diag()
+            self.commands.event.wait(min(1.0, wait_ms / 1000.0))
+            return
+        self._poll_step(dev)
+        self._publish_diag()
 
     def _connect(self):
         if self._client is None:
@@ -485,6 +499,12 @@ class BusOwner(threading.Thread):
             if values.get("import_wh") is not None:
                 published["energy_wh"] = values["import_wh"]
         self.readings.publish(dev.dev_id, published, end, dev.max_age_ms)
+        got = values.get("current_limit_ma")
+        if dev.written is not None and dev.expected_limit_ma is not None and got is not None \
+                and got != dev.expected_limit_ma:
+            # the box lost our setpoint (reboot, its watchdog, a local change): send it again
+            dev.written = None
+            dev.counters["rewrites"] += 1
         if not dev.setup_done and dev.meta["kind"] == "charger" and not dev.monitor:
             self._setup(dev)
 
@@ -548,6 +568,7 @@ class BusOwner(threading.Thread):
             fc, addr, words = regmap.encode_write(cur_w, current_ma if enable else 0)
             self._transact(dev, fc, addr, values=words, retries=dev.retries)
             dev.counters["writes"] += 1
+            dev.expected_limit_ma = _read_back_ma(cur_w, words)
             return
         en_w = dev.writes["enable"]
         steps = [(cur_w, max(current_ma, meta["current_min_ma"])), (en_w, 1 if enable else 0)]
@@ -557,6 +578,8 @@ class BusOwner(threading.Thread):
             fc, addr, words = regmap.encode_write(w, value)
             self._transact(dev, fc, addr, values=words, retries=dev.retries)
             dev.counters["writes"] += 1
+            if w is cur_w:
+                dev.expected_limit_ma = _read_back_ma(cur_w, words)
 
     def _serve_request(self, req):
         dev = None
@@ -575,6 +598,11 @@ class BusOwner(threading.Thread):
         with self._diag_lock:
             self._diag = snap
 
+
+
+def _read_back_ma(write, words):
+    """The current (mA) the limit register reads back after writing `words`."""
+    return int(round(words[0] * write["scale"] * UNIT_FACTORS[(write["unit"], "mA")]))
 
 
 def _has_holes(block):
