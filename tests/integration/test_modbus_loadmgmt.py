@@ -19,6 +19,16 @@ def cnf(manager, query, **kw):
     return call(manager.url + "/cnf?" + query, **kw)
 
 
+def wait_manager_reads(manager, dev_id, quantity, value):
+    """Until the manager's own last good reading of a device shows the simulator's new value."""
+    def seen():
+        for d in cnf(manager, "cmd=get_status")[2]["modbus"]:
+            if d["dev_id"] == dev_id and (d["last_good"] or {}).get(quantity) == value:
+                return True
+        return False
+    wait_until(seen, what="%s.%s == %r in the manager" % (dev_id, quantity, value))
+
+
 @pytest.fixture
 def site(manager, tmp_path):
     with PtyPair() as pty:
@@ -95,8 +105,7 @@ def test_input_switch_changes_the_site_limit_at_once(site, manager):
     # ticks a minute apart: only the input's wake-up can bring the new limit within this test's deadline
     configure(tick_ms=60000, max_power_w="IN1 ? 6900 : 1000000")
     meter.set_values({"current_l1_ma": 0, "current_l2_ma": 0, "current_l3_ma": 0, "power_w": 0})
-    wait_until(lambda: [d for d in cnf(manager, "cmd=get_status")[2]["modbus"]
-                        if d["dev_id"] == "M1"][0]["last_good"]["current_l1_ma"] == 0, what="no house load read")
+    wait_manager_reads(manager, "M1", "power_w", 0)
     before = box.register(3, 261)
     in1.write_text("1")
     wait_until(lambda: box.register(3, 261) == 100, what="6900 W / 3 / 230 V = 10 A")
@@ -108,8 +117,7 @@ def test_p14a_dimming_limits_evses_and_logs_evidence(site, manager):
     configure, meter, box, _, in2 = site
     configure(p14a_input="IN2")
     meter.set_values({"current_l1_ma": 0, "current_l2_ma": 0, "current_l3_ma": 0, "power_w": 1234})
-    wait_until(lambda: [d for d in cnf(manager, "cmd=get_status")[2]["modbus"]
-                        if d["dev_id"] == "M1"][0]["last_good"]["power_w"] == 1234, what="site power read")
+    wait_manager_reads(manager, "M1", "power_w", 1234)
     wait_until(lambda: box.register(3, 261) == 160, what="undimmed 16 A")
     in2.write_text("1")
     wait_until(lambda: box.register(3, 261) == 60, what="4200 W for one device = 6.0 A per phase")
