@@ -160,4 +160,9 @@ def test_bad_modbus_configuration_is_rejected_whole(site, manager):
     bad["evses"][0]["address"] = "wallbox.local:99999"
     status, _, body = cnf(manager, "cmd=set_config", method="POST", body=bad)
     assert status == 400 and "no Modbus TCP interface" in json.dumps(body)
+    bad = json.loads(json.dumps(config))
+    bad["site"]["p14a_input"] = "IN7"
+    status, _, body = cnf(manager, "cmd=set_config", method="POST", body=bad)
+    assert status == 400 and body["fields"] == [{"field": "site.p14a_input",
+                                                 "error": "IN7 is not one of the configured inputs[]"}]
     assert cnf(manager, "cmd=get_config")[2]["config"]["meters"] == config["meters"]

@@ -33,6 +33,9 @@ def check_config(clean):
         InputService.from_config(clean, ReadingBoard(), io_dev_ids=svc.io_dev_ids)
     except (ValueError, KeyError) as e:
         return [{"field": "modbus", "error": str(e)}]
+    name = ((clean.get("site") or {}).get("p14a_input") or "").upper()
+    if name and name not in [i["name"].upper() for i in clean.get("inputs") or []]:
+        return [{"field": "site.p14a_input", "error": "%s is not one of the configured inputs[]" % name}]
     return []
 
 
