@@ -161,6 +161,10 @@ def test_bad_modbus_configuration_is_rejected_whole(site, manager):
     status, _, body = cnf(manager, "cmd=set_config", method="POST", body=bad)
     assert status == 400 and "no Modbus TCP interface" in json.dumps(body)
     bad = json.loads(json.dumps(config))
+    bad["evses"][0]["type"] = "heidelberg"
+    status, _, body = cnf(manager, "cmd=set_config", method="POST", body=bad)
+    assert status == 400 and body["fields"][0]["field"] == "evses[0].type" and "heidelberg_ec" in body["fields"][0]["error"]
+    bad = json.loads(json.dumps(config))
     bad["site"]["p14a_input"] = "IN7"
     status, _, body = cnf(manager, "cmd=set_config", method="POST", body=bad)
     assert status == 400 and body["fields"] == [{"field": "site.p14a_input",

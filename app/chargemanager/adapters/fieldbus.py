@@ -33,6 +33,12 @@ def check_config(clean):
         InputService.from_config(clean, ReadingBoard(), io_dev_ids=svc.io_dev_ids)
     except (ValueError, KeyError) as e:
         return [{"field": "modbus", "error": str(e)}]
+    for index, evse in enumerate(clean.get("evses") or []):
+        if evse.get("type") != "ocpp16" and not is_modbus_model(evse.get("type"), "charger"):
+            chargers = sorted(m for m in MODELS if is_modbus_model(m, "charger"))
+            return [{"field": "evses[%d].type" % index,
+                     "error": "unknown EVSE type %r: use ocpp16 or a Modbus charger model (%s)"
+                              % (evse.get("type"), ", ".join(chargers))}]
     name = ((clean.get("site") or {}).get("p14a_input") or "").upper()
     if name and name not in [i["name"].upper() for i in clean.get("inputs") or []]:
         return [{"field": "site.p14a_input", "error": "%s is not one of the configured inputs[]" % name}]
