@@ -180,7 +180,8 @@ EVSE = Object([
           "(0: stop charging). Keep the sum over all boxes within the connection limit."),
     Field("ocpp_id", String(max_length=64), "",
           "Modbus chargers that also connect to our OCPP server: their ChargeBox ID; the box then gets the "
-          "minimum of both and charges only if both allow."),
+          "minimum of both and charges only if both allow (the OCPP side's limit comes from the gateway; "
+          "see docs/devices.md)."),
 ], "An EVSE (wallbox connector).")
 
 METER = Object([
