@@ -186,3 +186,37 @@ def test_monitor_mode_box_is_read_but_never_written(rtu):
     wait_until(lambda: diag(svc, "E1")["counters"]["ok"] >= 10, what="more polls")
     assert box.writes == [], "monitor mode: no setup, no setpoint"
     assert board.get("E1")[0]["state"] == "C"
+
+
+def test_box_on_modbus_and_ocpp_gets_the_minimum_of_both(tmp_path):
+    """The load manager's decision for a Modbus box also connected to our OCPP server (ocpp_id) goes out as the
+    minimum of both sides, and as a stop when either side forbids charging."""
+    from chargemanager.adapters.store import atomic_write_json
+    from chargemanager.core.tick import EvseDecision
+    from chargemanager.runtime import Runtime
+    with PtyPair() as pty:
+        box = SimDevice("heidelberg_ec", 2, {"state_code": 6})
+        server = SimServer("rtu", [box], port=pty.a).start()
+        evse = {"dev_id": "E1", "type": "heidelberg_ec", "address": pty.b + ",19200,8,N,1", "id": 2,
+                "poll_interval_ms": 100, "ocpp_id": "BOX-1"}
+        data = tmp_path / "data"
+        data.mkdir()
+        atomic_write_json(str(data / "config.json"), {"version": 1, "evses": [evse]})
+        rt = Runtime(str(data))
+        allowed = {"BOX-1": (10000, True)}
+        rt.fieldbus.ocpp_limit_provider = lambda cbid: allowed[cbid]
+        driver = rt.load_manager.drivers["heidelberg_ec"]
+        rt.fieldbus.start()
+        try:
+            wait_until(lambda: rt.readings.get("E1"), what="box read")
+            evse = rt.config["evses"][0]
+            driver.apply(evse, EvseDecision("E1", 16000, [16000, 16000, 16000], True, "fuse", True))
+            wait_until(lambda: box.register(3, 261) == 100, what="OCPP side's 10 A binds")
+            driver.apply(evse, EvseDecision("E1", 8000, [8000, 8000, 8000], True, "fuse", True))
+            wait_until(lambda: box.register(3, 261) == 80, what="load manager's 8 A binds")
+            allowed["BOX-1"] = (None, False)
+            driver.apply(evse, EvseDecision("E1", 8000, [8000, 8000, 8000], True, "fuse", True))
+            wait_until(lambda: box.register(3, 261) == 0, what="OCPP side forbids: stop")
+        finally:
+            rt.fieldbus.stop()
+            server.stop()
