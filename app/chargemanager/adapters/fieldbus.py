@@ -13,13 +13,14 @@
 
 import logging
 
-from chargemanager.adapters.audit_log import AuditLog
+from chargemanager.adapters.audit import AuditLog
 from chargemanager.adapters.http_api import ApiError
 from chargemanager.adapters.inputs import InputService
 from chargemanager.adapters.modbus_bus import BusError, ModbusService, is_modbus_model
 from chargemanager.adapters.readings import ReadingBoard
 from chargemanager.core.gridcontrol import Dimming14a, dual_controlled_limit_ma, p14a_min_power_w
 from chargemanager.devices.index import MODELS
+from chargemanager.shim.clock import monotonic_ms
 
 log = logging.getLogger("fieldbus")
 
@@ -70,7 +71,11 @@ class ModbusChargerDriver:
 class Fieldbus:
     def __init__(self, runtime):
         self.runtime = runtime
-        self.audit = AuditLog(runtime.store.path("audit.log"))
+        # the project's audit log (adapters/audit.py); the SMGW part's instance is used once it exists, so one
+        # lock guards the file
+        self._own_audit = AuditLog(runtime.store.folder,
+                                   site_power_fn=lambda: self._site_power_w(runtime.readings.snapshot(),
+                                                                            monotonic_ms()))
         self.dimming = Dimming14a()
         self.dimming_limit_w = None
         self.modbus = None
@@ -134,6 +139,10 @@ class Fieldbus:
         if was_started:
             self.start()
 
+    def audit(self):
+        smgw = getattr(self.runtime, "smgw", None)
+        return getattr(smgw, "audit", None) or self._own_audit
+
     def ocpp_limit(self, chargebox_id):
         if self.ocpp_limit_provider is None:
             return None, None
@@ -176,11 +185,8 @@ class Fieldbus:
         n = site.get("p14a_devices") or len(evses) or 1
         events = self.dimming.update(active, n, self._site_power_w(readings, now_ms), now_ms)
         for event in events:
-            event["input"] = name
-            try:
-                self.audit.append(event)
-            except OSError as e:
-                log.error("cannot write the audit log: %s", e)
+            self.audit().record(event["event"], input=name, site_power_w=event["site_power_w"],
+                                limit_w=event["limit_w"], devices=event["devices"])
             log.warning("§14a %s (site power %s W, limit %s W)", event["event"], event["site_power_w"],
                         event["limit_w"])
         cap = self.dimming.evse_cap_w(n)
