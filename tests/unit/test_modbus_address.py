@@ -38,3 +38,15 @@ def test_unknown_model_lists_the_known_ones():
     with pytest.raises(ValueError) as err:
         load_model("keba_p30")
     assert "unknown device model 'keba_p30'" in str(err.value) and "heidelberg_ec" in str(err.value)
+
+
+def test_meter_without_address_is_not_polled_but_a_wallbox_needs_one():
+    from chargemanager.adapters.modbus_bus import ModbusService
+    from chargemanager.adapters.readings import ReadingBoard
+    svc = ModbusService.from_config({"meters": [{"dev_id": "M1", "type": "eastron_sdm630", "role": "grid"}]},
+                                    ReadingBoard())
+    assert svc.owners == []
+    with pytest.raises(ValueError) as err:
+        ModbusService.from_config({"evses": [{"dev_id": "E1", "type": "heidelberg_ec", "address": ""}]},
+                                  ReadingBoard())
+    assert str(err.value).startswith("E1: Modbus address must be")

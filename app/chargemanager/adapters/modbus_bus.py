@@ -641,8 +641,8 @@ class ModbusService:
         svc = cls(readings, clock)
         entries = []
         for m in config.get("meters") or []:
-            if not is_modbus_model(m.get("type")):
-                continue  # pushed meters (set_ajax_meter) and SMGW meters have no bus
+            if not is_modbus_model(m.get("type")) or not (m.get("address") or "").strip():
+                continue  # no bus: its values are pushed (set_ajax_meter) or come from the SMGW
             entries.append((m["dev_id"], m["type"], m.get("address", ""), m.get("id", 1), m))
         site_monitor = (config.get("site") or {}).get("mode") == "monitor"
         for e in config.get("evses") or []:
