@@ -166,6 +166,10 @@ def test_bad_modbus_configuration_is_rejected_whole(site, manager):
     status, _, body = cnf(manager, "cmd=set_config", method="POST", body=bad)
     assert status == 400 and body["fields"][0]["field"] == "evses[0].type" and "heidelberg_ec" in body["fields"][0]["error"]
     bad = json.loads(json.dumps(config))
+    bad["evses"][0]["failsafe_current_ma"] = 32000  # more than the 25 A fuse if the manager stops
+    status, _, body = cnf(manager, "cmd=set_config", method="POST", body=bad)
+    assert status == 400 and "failsafe currents add up to 32000 mA" in body["fields"][0]["error"]
+    bad = json.loads(json.dumps(config))
     bad["site"]["p14a_input"] = "IN7"
     status, _, body = cnf(manager, "cmd=set_config", method="POST", body=bad)
     assert status == 400 and body["fields"] == [{"field": "site.p14a_input",

@@ -40,7 +40,15 @@ def check_config(clean):
             return [{"field": "evses[%d].type" % index,
                      "error": "unknown EVSE type %r: use ocpp16 or a Modbus charger model (%s)"
                               % (evse.get("type"), ", ".join(chargers))}]
-    name = ((clean.get("site") or {}).get("p14a_input") or "").upper()
+    site = clean.get("site") or {}
+    fuse_ma = site.get("max_current_ma")
+    failsafe_ma = sum(e.get("failsafe_current_ma") or 0 for e in clean.get("evses") or []
+                      if is_modbus_model(e.get("type"), "charger"))
+    if isinstance(fuse_ma, (int, float)) and failsafe_ma > fuse_ma:
+        # REFERENCE A6: what the boxes draw by themselves when the manager stops must fit the connection
+        return [{"field": "evses", "error": "the failsafe currents add up to %d mA per phase, more than "
+                                            "site.max_current_ma (%d mA)" % (failsafe_ma, fuse_ma)}]
+    name = (site.get("p14a_input") or "").upper()
     if name and name not in [i["name"].upper() for i in clean.get("inputs") or []]:
         return [{"field": "site.p14a_input", "error": "%s is not one of the configured inputs[]" % name}]
     return []
