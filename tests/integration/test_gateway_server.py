@@ -77,8 +77,8 @@ def test_forwarding_through_the_ocpp_server(tmp_path):
             res = await station.call(call.RemoteStopTransaction(transaction_id=1001))
             assert res.status == "Accepted"
             assert box.incoming[-1] == {"incoming": "RemoteStopTransaction", "params": {"transactionId": 1001}}
-            # backend profile above the local limit: the box gets the local limit, and a lower one at once
-            mgr.server.set_limits({"E1": 10000})
+            # backend profile above the local limit: before the load management granted anything the box gets 0,
+            # then the local limit, and a lower one at once
             profile = {"chargingProfileId": 77, "stackLevel": 5, "chargingProfilePurpose": "TxDefaultProfile",
                        "chargingProfileKind": "Absolute", "chargingSchedule": {"chargingRateUnit": "A",
                        "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 32.0}]}}
@@ -89,7 +89,10 @@ def test_forwarding_through_the_ocpp_server(tmp_path):
                 return [m["params"]["csChargingProfiles"] for m in box.incoming
                         if m["incoming"] == "SetChargingProfile"
                         and m["params"]["csChargingProfiles"]["chargingProfileId"] == 77]
-            assert backend_profiles()[-1]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] == 10.0
+            assert backend_profiles()[-1]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] == 0.0
+            mgr.server.set_limits({"E1": 10000})
+            await wait_for(lambda: backend_profiles()[-1]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
+                           == 10.0, what="backend profile capped at the granted limit")
             mgr.server.set_limits({"E1": 6000})
             await wait_for(lambda: backend_profiles()[-1]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
                            == 6.0, what="backend profile capped at the new local limit")

@@ -140,8 +140,11 @@ class GatewayService:
             link.start()
             station = self.server.stations.get(cbid)
             if station is not None:
-                for cid, limit_ma in station.limits.items():
-                    link.set_local_limit(cid, limit_ma or 0)
+                # Until the load management grants current the box may not charge (the station's default profile
+                # is 0), so a backend profile is capped at 0 too. Monitor mode sends no limits: no cap.
+                for cid, opts in station.connectors.items():
+                    if opts.get("mode") != "monitor" and not self.server.monitor:
+                        link.set_local_limit(cid, station.limits.get(cid) or 0)
             conn = self.server.connections.get(cbid)
             if conn is not None:
                 self._on_connect(conn)
