@@ -77,8 +77,8 @@ def test_forwarding_through_the_ocpp_server(tmp_path):
             res = await station.call(call.RemoteStopTransaction(transaction_id=1001))
             assert res.status == "Accepted"
             assert box.incoming[-1] == {"incoming": "RemoteStopTransaction", "params": {"transactionId": 1001}}
-            # backend profile above the local limit: the box gets the local limit, and a lower one at once
-            mgr.server.set_limits({"E1": 10000})
+            # backend profile above the local limit: before the load management granted anything the box gets 0,
+            # then the local limit, and a lower one at once
             profile = {"chargingProfileId": 77, "stackLevel": 5, "chargingProfilePurpose": "TxDefaultProfile",
                        "chargingProfileKind": "Absolute", "chargingSchedule": {"chargingRateUnit": "A",
                        "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 32.0}]}}
@@ -89,7 +89,10 @@ def test_forwarding_through_the_ocpp_server(tmp_path):
                 return [m["params"]["csChargingProfiles"] for m in box.incoming
                         if m["incoming"] == "SetChargingProfile"
                         and m["params"]["csChargingProfiles"]["chargingProfileId"] == 77]
-            assert backend_profiles()[-1]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] == 10.0
+            assert backend_profiles()[-1]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] == 0.0
+            mgr.server.set_limits({"E1": 10000})
+            await wait_for(lambda: backend_profiles()[-1]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
+                           == 10.0, what="backend profile capped at the granted limit")
             mgr.server.set_limits({"E1": 6000})
             await wait_for(lambda: backend_profiles()[-1]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
                            == 6.0, what="backend profile capped at the new local limit")
@@ -148,9 +151,9 @@ def test_outage_and_manager_restart_through_the_ocpp_server(tmp_path):
 
 
 def test_gateway_state_in_get_status_and_config_change(tmp_path):
-    """The runtime with the OCPP server and the gateway registered: get_status over HTTP shows the link's state;
-    a new configuration re-points the link without a restart."""
-    from chargemanager.adapters import ocpp_gateway_service
+    """The manager's runtime (OCPP service with the gateway): get_status over HTTP shows the link's state; a new
+    configuration re-points the link without a restart."""
+    from chargemanager.adapters.store import DataStore
     from chargemanager.runtime import Runtime
     from httpclient import call as http
 
@@ -159,22 +162,29 @@ def test_gateway_state_in_get_status_and_config_change(tmp_path):
         await backend.start()
         other = Backend(password=PASSWORD)
         await other.start()
-        rt = Runtime(str(tmp_path), http_port=0, host="127.0.0.1")
+        store = DataStore(str(tmp_path))
+        cfg, _ = store.load_config()
+        cfg["evses"] = config(backend.port)["evses"]
+        store.save_config(cfg)
+        rt = Runtime(str(tmp_path), http_port=0, ocpp_port=0, host="127.0.0.1")
         rt.auth.set_password("1234abcd")
-        cfg = dict(rt.config, evses=config(backend.port)["evses"])
-        rt.store.save_config(cfg)
-        rt.config = cfg
-        server = OcppServer(cfg["evses"], host="127.0.0.1", port=0)
-        rt.services.append(server)
-        ocpp_gateway_service.register(rt, server, str(tmp_path))
         await asyncio.to_thread(rt.start)
         url = "http://127.0.0.1:%d/cnf?cmd=get_status" % rt.http_port
         try:
             await wait_for(lambda: http(url)[2]["gateway"]["E1"]["connected"], what="gateway connected in status")
             st = (await asyncio.to_thread(http, url))[2]["gateway"]["E1"]
             assert st["queued_messages"] == 0 and st["last_error"] == "" and st["wallbox_connected"] is False
+            # a wallbox on the manager's OCPP port boots through to the backend
+            box = NodeWallbox("ws://127.0.0.1:%d/" % rt.ocpp_port, BOX)
+            await box.start()
+            try:
+                res = await boot(box, backend)
+                assert res["currentTime"] == "2026-01-01T00:00:00Z" and backend.actions(CLIENT) == ["BootNotification"]
+                await wait_for(lambda: http(url)[2]["gateway"]["E1"]["wallbox_connected"], what="box in status")
+            finally:
+                await box.stop()
             await other.stop()
-            new = json.loads(json.dumps(cfg))
+            new = json.loads(json.dumps(rt.config))
             new["evses"][0]["gateway"]["url"] = "ws://127.0.0.1:%d/other/" % other.port
             status, _, body = await asyncio.to_thread(http, "http://127.0.0.1:%d/cnf?cmd=set_config" % rt.http_port,
                                                       "POST", {"config": new})

@@ -239,3 +239,30 @@ def test_injected_connector_carries_the_link(pki):
             relay_server.close()
             await backend.stop()
     asyncio.run(main())
+
+
+def test_runtime_links_use_the_certificate_store(pki, tmp_path):
+    """As deployed: the CA and the client certificate imported into the manager's certificate store (TLS issue)
+    verify a wss:// backend and authenticate us to it (profiles 2 and 3)."""
+    from chargemanager.adapters.store import DataStore
+    from chargemanager.runtime import Runtime
+
+    async def main():
+        backend = EchoBackend(server_ctx(pki, True))
+        await backend.start()
+        store = DataStore(str(tmp_path))
+        cfg, _ = store.load_config()
+        cfg["evses"] = [{"dev_id": "E1", "type": "ocpp16", "address": "WB-01", "id": 1,
+                         "gateway": {"url": "wss://localhost:%d/ocpp/" % backend.port}}]
+        store.save_config(cfg)
+        rt = Runtime(str(tmp_path), http_port=0, ocpp_port=0, host="127.0.0.1")
+        rt.certs.import_cert("ca", (pki / "ca.crt").read_text())
+        rt.certs.import_cert("client", (pki / "client.crt").read_text(), (pki / "client.key").read_text())
+        await asyncio.to_thread(rt.start)
+        try:
+            await wait_for(lambda: rt.status()["gateway"]["E1"]["connected"], what="mutual TLS link from the runtime")
+            assert backend.requests[-1].path == "/ocpp/WB-01"
+        finally:
+            await asyncio.to_thread(rt.shutdown)
+            await backend.stop()
+    asyncio.run(main())

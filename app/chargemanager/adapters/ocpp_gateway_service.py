@@ -62,12 +62,14 @@ class _BoxPort:
 
 
 class GatewayService:
-    def __init__(self, server, config, data_dir, upstream_opts=None, core_opts=None):
+    def __init__(self, server, config, data_dir, upstream_opts=None, core_opts=None, upstream_opts_fn=None):
         self.server = server
         self.data_dir = data_dir
         self.upstream_opts = upstream_opts
+        self.upstream_opts_fn = upstream_opts_fn   # f(gateway settings) -> extra UpstreamLink options (TLS, SMGW)
         self.core_opts = core_opts
         self.links = {}          # chargebox id -> GatewayLink
+        self.errors = {}         # dev_id -> why its link could not be built
         self.ports = {}          # chargebox id -> _BoxPort of the current connection
         self._evses = [e for e in config.get("evses", []) if e.get("type") == "ocpp16"]
 
@@ -83,7 +85,10 @@ class GatewayService:
 
     def status(self):
         """{dev_id: gateway state} for every EVSE with a gateway."""
-        return dict((link.dev_id, link.status()) for link in list(self.links.values()))
+        out = dict((link.dev_id, link.status()) for link in list(self.links.values()))
+        for dev_id, error in list(self.errors.items()):
+            out[dev_id] = {"connected": False, "last_error": error}
+        return out
 
     # ---- on the loop ----
 
@@ -106,6 +111,10 @@ class GatewayService:
 
     async def _sync_links(self):
         wanted = self._wanted()
+        wanted_ids = set(dev_id for dev_id, _ in wanted.values())
+        for dev_id in list(self.errors):
+            if dev_id not in wanted_ids:
+                del self.errors[dev_id]
         for cbid in list(self.links):
             link = self.links[cbid]
             if wanted.get(cbid) != (link.dev_id, link.settings):
@@ -114,15 +123,28 @@ class GatewayService:
         for cbid, (dev_id, gw) in wanted.items():
             if cbid in self.links:
                 continue
-            link = GatewayLink(dev_id, gw, self.data_dir, charge_box_id=cbid,
-                               auth_policy=gw.get("auth_policy", "cache"), upstream_opts=self.upstream_opts,
-                               core_opts=self.core_opts)
+            opts = dict(self.upstream_opts or {})
+            if self.upstream_opts_fn is not None:
+                opts.update(self.upstream_opts_fn(gw))
+            try:
+                link = GatewayLink(dev_id, gw, self.data_dir, charge_box_id=cbid,
+                                   auth_policy=gw.get("auth_policy", "cache"), upstream_opts=opts,
+                                   core_opts=self.core_opts)
+            except (ValueError, OSError) as e:
+                # A link that cannot be built (bad URL, unreadable certificate file) must not stop the others.
+                log.error("gateway for %s not started: %s", dev_id, e)
+                self.errors[dev_id] = str(e)
+                continue
+            self.errors.pop(dev_id, None)
             self.links[cbid] = link
             link.start()
             station = self.server.stations.get(cbid)
             if station is not None:
-                for cid, limit_ma in station.limits.items():
-                    link.set_local_limit(cid, limit_ma or 0)
+                # Until the load management grants current the box may not charge (the station's default profile
+                # is 0), so a backend profile is capped at 0 too. Monitor mode sends no limits: no cap.
+                for cid, opts in station.connectors.items():
+                    if opts.get("mode") != "monitor" and not self.server.monitor:
+                        link.set_local_limit(cid, station.limits.get(cid) or 0)
             conn = self.server.connections.get(cbid)
             if conn is not None:
                 self._on_connect(conn)
@@ -200,12 +222,3 @@ class GatewayService:
         elif isinstance(ev, osession.CallFailed):
             link.box_text(json.dumps([osession.CALLERROR, ref[1], ev.code, ev.description, ev.details or {}]))
 
-
-def register(runtime, server, data_dir):
-    """Build the service for the runtime: status section `gateway`; start/stop with the runtime's services (after
-    the OCPP server, which must be in `runtime.services` first)."""
-    service = GatewayService(server, runtime.config, data_dir)
-    runtime.status_providers["gateway"] = service.status
-    runtime.services.append(service)
-    runtime.config_listeners.append(lambda new, old: service.apply_config(new))
-    return service

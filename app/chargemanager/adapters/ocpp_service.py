@@ -6,8 +6,11 @@ them to the server's loop in one `set_limits` call. Readings are published from 
 """
 
 import logging
+import os
 
 from chargemanager.adapters.http_api import ApiError
+from chargemanager.adapters import tls
+from chargemanager.adapters.ocpp_gateway_service import GatewayService
 from chargemanager.adapters.ocpp_server import OcppServer
 from chargemanager.shim.clock import monotonic_ms
 
@@ -22,6 +25,7 @@ class OcppService:
     def __init__(self, runtime):
         self.runtime = runtime
         self.server = None
+        self.gateway = None  # the backend links of EVSEs with `gateway.url` (docs/ocpp.md, "Gateway")
         self.error = None
         self._sent = {}      # dev_id -> last limit handed to the server
         self._pending = {}   # dev_id -> limit collected in this tick
@@ -29,6 +33,7 @@ class OcppService:
         runtime.tick_hooks.append(self.on_tick)
         runtime.config_listeners.append(self.on_config)
         runtime.status_providers["ocpp"] = self.status
+        runtime.status_providers["gateway"] = self.gateway_status
         runtime.load_manager.register_driver("ocpp16", self)
         runtime.commands.register("clear_profiles", self.cmd_clear_profiles, methods=("GET", "POST"))
 
@@ -57,8 +62,14 @@ class OcppService:
         if self.server is not None:
             self.runtime.ocpp_port = self.server.start()
             log.info("OCPP server listening on port %d", self.runtime.ocpp_port)
+            self.gateway = GatewayService(self.server, self.runtime.config, self.runtime.store.folder,
+                                          upstream_opts_fn=self._gateway_link_opts)
+            self.gateway.start()
 
     def stop(self):
+        if self.gateway is not None:
+            self.gateway.stop()
+            self.gateway = None
         if self.server is not None:
             self.server.stop()
 
@@ -74,6 +85,8 @@ class OcppService:
         if self.server is not None:
             self.server.update_evses(new.get("evses", []), monitor=new["site"].get("mode") == "monitor",
                                      voltage_v=new["site"].get("voltage_v", 230))
+        if self.gateway is not None:
+            self.gateway.apply_config(new)
         known = set(e["dev_id"] for e in new.get("evses", []))
         for dev_id in list(self._sent):
             if dev_id not in known:
@@ -141,6 +154,37 @@ class OcppService:
             raise ApiError(409, "box '%s' answered %s %s" % (evse["address"], result["error"],
                                                               result.get("description", "")))
         return 200, {"ok": result.get("status") == "Accepted", "dev_id": dev_id, "status": result.get("status")}
+
+    # --- gateway to the billing backends ---------------------------------------------------------------------
+    def _gateway_link_opts(self, gw):
+        """Backend link options from the certificate store and the SMGW (called on the OCPP thread per link):
+        trust the configured CA file, else the store's CA certificates, else the system store (profile 2); present
+        the configured client certificate, else the store's client certificate (profile 3); dial through the SMGW
+        when its function 1 is on."""
+        opts = {}
+        certs = getattr(self.runtime, "certs", None)
+        if certs is not None and gw.get("url", "").startswith("wss://"):
+            ca_pem = None
+            if gw.get("ca_file"):
+                with open(os.path.join(self.runtime.store.folder, gw["ca_file"])) as f:
+                    ca_pem = f.read()
+            elif certs.ids("ca"):
+                ca_pem = certs.ca_pem()
+            pair = None
+            if gw.get("client_cert"):
+                folder = self.runtime.store.folder
+                pair = (os.path.join(folder, gw["client_cert"]), os.path.join(folder, gw.get("client_key") or
+                                                                              gw["client_cert"]))
+            elif certs.ids("client"):
+                pair = certs.client_pair(certs.ids("client")[-1])
+            opts["ssl_context"] = tls.client_context(ca_pem=ca_pem, client_pair=pair)
+        smgw = getattr(self.runtime, "smgw", None)
+        if smgw is not None:
+            opts["connector"] = smgw.channel.socket_connector  # direct while SMGW function 1 is off
+        return opts
+
+    def gateway_status(self):
+        return self.gateway.status() if self.gateway is not None else {}
 
     def status(self):
         if self.server is None:

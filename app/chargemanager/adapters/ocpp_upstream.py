@@ -8,8 +8,10 @@ a back-off that starts at 5 s and doubles up to 5 min, each wait drawn from [hal
 500 links that lost the same backend do not return in lockstep). The link is dialled whether the wallbox is
 connected or not.
 
-`connector(host, port)`, when given, is an async callable returning a connected socket; it replaces the direct TCP
-connection (the Smart Meter Gateway's SOCKS5 channel plugs in here). TLS and websocket run on top of it unchanged.
+`connector(host, port)`, when given, is an async callable returning a connected socket (or None: dial directly); it
+replaces the direct TCP connection (the Smart Meter Gateway's proxy channel, `SmgwChannel.socket_connector`, plugs in
+here). TLS and websocket run on top of it unchanged. `ssl_context` replaces the context built from the file options
+(the runtime builds it with `tls.client_context` from the certificate store).
 
 Runs in the OCPP thread's asyncio loop; callbacks `on_open()`, `on_text(text)`, `on_close(reason)` are called in it.
 """
@@ -24,6 +26,8 @@ import urllib.parse
 import websockets
 from websockets.asyncio.client import connect
 from websockets.protocol import State
+
+from chargemanager.adapters import tls
 
 SUBPROTOCOL = "ocpp1.6"
 log = logging.getLogger(__name__)
@@ -96,19 +100,16 @@ def backend_uri(url, client_id):
 
 
 def tls_context(ca_files=None, client_cert=None, client_key=None):
-    """Client TLS context: system trust store, or only the given CA files; optional client certificate (profile 3)."""
+    """Client TLS context (TLS 1.2+, the project's cipher policy): the system trust store, or only the given CA
+    files (profile 2); an optional client certificate (profile 3)."""
+    ca_pem = None
     if ca_files:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        for f in ca_files:
-            ctx.load_verify_locations(cafile=f)
-    else:
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.check_hostname = True
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    if client_cert:
-        ctx.load_cert_chain(client_cert, client_key)
-    return ctx
+        ca_pem = ""
+        for path in ca_files:
+            with open(path) as f:
+                ca_pem += f.read()
+    pair = (client_cert, client_key or client_cert) if client_cert else None
+    return tls.client_context(ca_pem=ca_pem, client_pair=pair)
 
 
 class Backoff:
@@ -132,7 +133,7 @@ class Backoff:
 class UpstreamLink:
     def __init__(self, url, client_id, password=None, on_open=None, on_text=None, on_close=None, ca_files=None,
                  client_cert=None, client_key=None, connector=None, backoff_min_s=5.0, backoff_max_s=300.0,
-                 open_timeout_s=10.0, ping_interval_s=30.0, ping_timeout_s=30.0):
+                 open_timeout_s=10.0, ping_interval_s=30.0, ping_timeout_s=30.0, ssl_context=None):
         self.uri = backend_uri(url, client_id)
         self.client_id = client_id
         self.headers = {}
@@ -140,7 +141,12 @@ class UpstreamLink:
             token = base64.b64encode(("%s:%s" % (client_id, password)).encode("utf-8")).decode("ascii")
             self.headers["Authorization"] = "Basic " + token
         self.tls = self.uri.startswith("wss://")
-        self.ssl = tls_context(ca_files, client_cert, client_key) if self.tls else None
+        if not self.tls:
+            self.ssl = None
+        elif ssl_context is not None:
+            self.ssl = ssl_context
+        else:
+            self.ssl = tls_context(ca_files, client_cert, client_key)
         self.connector = connector
         self.on_open = on_open or (lambda: None)
         self.on_text = on_text or (lambda text: None)
@@ -186,7 +192,9 @@ class UpstreamLink:
         if self.connector is not None:
             parts = urllib.parse.urlsplit(self.uri)
             port = parts.port or (443 if self.tls else 80)
-            kwargs["sock"] = await self.connector(parts.hostname, port)
+            sock = await self.connector(parts.hostname, port)
+            if sock is not None:  # None: the connector lets this dial go direct (e.g. SMGW function 1 off)
+                kwargs["sock"] = sock
         return await connect(self.uri, subprotocols=[SUBPROTOCOL], additional_headers=self.headers,
                              ssl=self.ssl, proxy=None, compression=None, open_timeout=self.open_timeout_s,
                              ping_interval=self.ping_interval_s, ping_timeout=self.ping_timeout_s,
