@@ -183,8 +183,21 @@ class Runtime:
         self.http = HttpServer(app, self.host, self.http_port)
         self.http.start()
         self.http_port = self.http.port
-        for service in self.services:
-            service.start()
+        started = []
+        try:
+            for service in self.services:
+                service.start()
+                started.append(service)
+        except Exception:
+            # e.g. the OCPP port is taken: stop what already runs, so no thread outlives a failed start
+            for service in reversed(started):
+                try:
+                    service.stop()
+                except Exception:
+                    log.exception("stopping %r failed", service)
+            self.http.stop()
+            self.http = None
+            raise
 
     def _add_extra_routes(self, app):
         for add in self.extra_routes:
