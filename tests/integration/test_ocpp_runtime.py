@@ -131,3 +131,32 @@ def test_server_password_and_seen_unconfigured(manager):
     status = cnf(manager, "cmd=get_status")[2]["ocpp"]
     assert [s["chargebox_id"] for s in status["seen_unconfigured"]] == ["STRANGER"]
     assert "0123456789abcdef0123" not in str(cnf(manager, "cmd=get_config")[2])
+
+
+def test_busy_ocpp_port_leaves_the_api_running(tmp_path):
+    import os
+    import socket
+
+    from conftest import ManagerProcess
+
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    busy_port = blocker.getsockname()[1]
+    # --ocpp-port given twice: argparse keeps the last one
+    proc = ManagerProcess(tmp_path / "data", extra_args=["--ocpp-port", str(busy_port)])
+    os.makedirs(proc.data_dir, exist_ok=True)
+    proc.set_password()
+    try:
+        proc.start()
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            status = cnf(proc, "cmd=get_status")[2]
+            if status.get("ocpp", {}).get("error") or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert status["ocpp"]["running"] is False
+        assert "cannot listen on OCPP port %d" % busy_port in status["ocpp"]["error"]
+    finally:
+        proc.stop()
+        blocker.close()

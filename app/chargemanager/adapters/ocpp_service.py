@@ -59,12 +59,20 @@ class OcppService:
 
     def start(self):
         self.server = self._make_server(self.runtime.config, self.runtime.ocpp_port)
-        if self.server is not None:
+        if self.server is None:
+            return
+        try:
             self.runtime.ocpp_port = self.server.start()
-            log.info("OCPP server listening on port %d", self.runtime.ocpp_port)
-            self.gateway = GatewayService(self.server, self.runtime.config, self.runtime.store.folder,
-                                          upstream_opts_fn=self._gateway_link_opts)
-            self.gateway.start()
+        except OSError as exc:
+            # The rest of the manager (HTTP API to fix the setting, load management of Modbus boxes) keeps running.
+            self.error = "cannot listen on OCPP port %s: %s" % (self.runtime.ocpp_port, exc)
+            log.error(self.error)
+            self.server = None
+            return
+        log.info("OCPP server listening on port %d", self.runtime.ocpp_port)
+        self.gateway = GatewayService(self.server, self.runtime.config, self.runtime.store.folder,
+                                      upstream_opts_fn=self._gateway_link_opts)
+        self.gateway.start()
 
     def stop(self):
         if self.gateway is not None:
