@@ -356,6 +356,9 @@ BAD_FRAMES = [
     ('[2, "m12", "StartTransaction", {"connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": "yesterday"}]',
      "m12", "PropertyConstraintViolation"),
     ('[2, "m13", "Reset", {"type": "Hard"}]', "m13", "NotSupported"),
+    # StopTransaction is answered with a CALLRESULT even with a payload problem (REFERENCE A4 #6): kind 3
+    ('[2, "m14", "StopTransaction", {"transactionId": 5, "meterStop": 1, "timestamp": "2026-01-01T00:00:00Z", '
+     '"reason": "Sleepy"}]', "m14", None),
 ]
 
 
@@ -366,6 +369,9 @@ def test_malformed_frames_get_the_right_callerror_and_connection_stays_usable(se
         for frame, want_id, want_code in BAD_FRAMES:
             await ws.send(frame)
             reply = await _recv_until_result(ws, want_id)
+            if want_code is None:
+                assert reply[0] == 3, (frame, reply)
+                continue
             assert reply[0] == 4 and reply[2] == want_code, (frame, reply)
             assert isinstance(reply[3], str) and isinstance(reply[4], dict)
         # unknown MessageTypeIds are ignored: no answer; a Heartbeat right after is answered first
