@@ -562,3 +562,22 @@ def test_flood_of_10000_frames_is_answered_in_order_while_another_box_talks(serv
         await other.close()
 
     run(main())
+
+
+def test_switch_to_monitor_removes_our_profile_from_the_box(server):
+    async def main():
+        from ocpp.v16 import call
+        box, ws, task = await open_box(server.port, "BOX1")
+        await box.boot()
+        await box.profiles.get()  # our zero default is on the box
+        await box.call(call.Heartbeat())  # its answer has reached the server
+        evses = [dict(e, mode="monitor") if e["dev_id"] == "E1" else e for e in EVSES]
+        server.update_evses(evses)
+        assert await asyncio.wait_for(box.clears.get(), 10) == {"id": 101}
+        server.set_limits({"E1": 16000})
+        await box.call(call.Heartbeat())
+        await box.call(call.Heartbeat())
+        assert box.profiles.empty()
+        await close_box(ws, task)
+
+    run(main())
