@@ -135,30 +135,38 @@ def test_server_password_and_seen_unconfigured(manager):
 
 def test_busy_ocpp_port_leaves_the_api_running(tmp_path):
     import os
+    import re
     import socket
+    import subprocess
+    import sys
 
-    from conftest import ManagerProcess
+    class Started:
+        url = None
 
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", 0))
     blocker.listen(1)
     busy_port = blocker.getsockname()[1]
-    # --ocpp-port given twice: argparse keeps the last one
-    proc = ManagerProcess(tmp_path / "data", extra_args=["--ocpp-port", str(busy_port)])
-    os.makedirs(proc.data_dir, exist_ok=True)
-    proc.set_password()
+    data = str(tmp_path / "data")
+    os.makedirs(data)
+    subprocess.run([sys.executable, "-m", "chargemanager", "set-password", "--data", data, "--password-stdin"],
+                   input="1234abcd\n", text=True, check=True, capture_output=True)
+    proc = subprocess.Popen([sys.executable, "-m", "chargemanager", "run", "--data", data, "--host", "127.0.0.1",
+                             "--http-port", "0", "--ocpp-port", str(busy_port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        proc.start()
-        deadline = time.monotonic() + WAIT_S
-        while True:
-            status = cnf(proc, "cmd=get_status")[2]
-            if status.get("ocpp", {}).get("error") or time.monotonic() > deadline:
+        for line in proc.stdout:
+            match = re.search(r"http listening on port (\d+)", line)
+            if match:
+                Started.url = "http://127.0.0.1:%s" % match.group(1)
                 break
-            time.sleep(0.05)
-        assert status["ocpp"]["running"] is False
-        assert "cannot listen on OCPP port %d" % busy_port in status["ocpp"]["error"]
+        assert Started.url, "the manager did not start its HTTP API"
+        status = cnf(Started, "cmd=get_status")[2]["ocpp"]
+        assert status["running"] is False
+        assert "cannot listen on OCPP port %d" % busy_port in status["error"]
     finally:
-        proc.stop()
+        proc.terminate()
+        proc.communicate(timeout=20)
         blocker.close()
 
 
