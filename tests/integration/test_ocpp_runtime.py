@@ -131,3 +131,72 @@ def test_server_password_and_seen_unconfigured(manager):
     status = cnf(manager, "cmd=get_status")[2]["ocpp"]
     assert [s["chargebox_id"] for s in status["seen_unconfigured"]] == ["STRANGER"]
     assert "0123456789abcdef0123" not in str(cnf(manager, "cmd=get_config")[2])
+
+
+def test_busy_ocpp_port_leaves_the_api_running(tmp_path):
+    import os
+    import re
+    import socket
+    import subprocess
+    import sys
+
+    class Started:
+        url = None
+
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    busy_port = blocker.getsockname()[1]
+    data = str(tmp_path / "data")
+    os.makedirs(data)
+    subprocess.run([sys.executable, "-m", "chargemanager", "set-password", "--data", data, "--password-stdin"],
+                   input="1234abcd\n", text=True, check=True, capture_output=True)
+    proc = subprocess.Popen([sys.executable, "-m", "chargemanager", "run", "--data", data, "--host", "127.0.0.1",
+                             "--http-port", "0", "--ocpp-port", str(busy_port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in proc.stdout:
+            match = re.search(r"http listening on port (\d+)", line)
+            if match:
+                Started.url = "http://127.0.0.1:%s" % match.group(1)
+                break
+        assert Started.url, "the manager did not start its HTTP API"
+        status = cnf(Started, "cmd=get_status")[2]["ocpp"]
+        assert status["running"] is False
+        assert "cannot listen on OCPP port %d" % busy_port in status["error"]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
+        blocker.close()
+
+
+def test_tls_detect_serves_ws_and_wss_on_one_port(manager):
+    import ssl
+
+    from websockets.asyncio.client import connect
+
+    from ocpp_pybox import PyBox
+
+    config = cnf(manager, "cmd=get_config")[2]["config"]
+    config["evses"] = [{"dev_id": "E1", "type": "ocpp16", "address": "BOX1", "id": 1},
+                       {"dev_id": "E2", "type": "ocpp16", "address": "BOX2", "id": 1}]
+    config["ocpp"]["server"]["tls"] = "detect"
+    status, _, body = cnf(manager, "cmd=set_config", method="POST", body=config)
+    assert status == 200, body
+    port = ocpp_port(manager)
+    assert cnf(manager, "cmd=get_status")[2]["ocpp"]["tls"] == "detect"
+    client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client_ctx.check_hostname = False
+    client_ctx.verify_mode = ssl.CERT_NONE  # the manager's self-signed certificate; the TLS tests check trust
+
+    async def main():
+        for cbid, url, kw in (("BOX1", "ws://127.0.0.1:%d/BOX1" % port, {}),
+                              ("BOX2", "wss://127.0.0.1:%d/BOX2" % port, {"ssl": client_ctx})):
+            ws = await connect(url, subprotocols=["ocpp1.6"], compression=None, **kw)
+            box = PyBox(cbid, ws)
+            task = asyncio.get_running_loop().create_task(box.start())
+            assert (await box.boot()).status == "Accepted"
+            await next_limit(box, 0)
+            await close_box(ws, task)
+
+    asyncio.run(main())

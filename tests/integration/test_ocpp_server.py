@@ -356,6 +356,9 @@ BAD_FRAMES = [
     ('[2, "m12", "StartTransaction", {"connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": "yesterday"}]',
      "m12", "PropertyConstraintViolation"),
     ('[2, "m13", "Reset", {"type": "Hard"}]', "m13", "NotSupported"),
+    # StopTransaction is answered with a CALLRESULT even with a payload problem (REFERENCE A4 #6): kind 3
+    ('[2, "m14", "StopTransaction", {"transactionId": 5, "meterStop": 1, "timestamp": "2026-01-01T00:00:00Z", '
+     '"reason": "Sleepy"}]', "m14", None),
 ]
 
 
@@ -366,6 +369,9 @@ def test_malformed_frames_get_the_right_callerror_and_connection_stays_usable(se
         for frame, want_id, want_code in BAD_FRAMES:
             await ws.send(frame)
             reply = await _recv_until_result(ws, want_id)
+            if want_code is None:
+                assert reply[0] == 3, (frame, reply)
+                continue
             assert reply[0] == 4 and reply[2] == want_code, (frame, reply)
             assert isinstance(reply[3], str) and isinstance(reply[4], dict)
         # unknown MessageTypeIds are ignored: no answer; a Heartbeat right after is answered first
@@ -554,5 +560,24 @@ def test_flood_of_10000_frames_is_answered_in_order_while_another_box_talks(serv
         await sender
         await flood.close()
         await other.close()
+
+    run(main())
+
+
+def test_switch_to_monitor_removes_our_profile_from_the_box(server):
+    async def main():
+        from ocpp.v16 import call
+        box, ws, task = await open_box(server.port, "BOX1")
+        await box.boot()
+        await box.profiles.get()  # our zero default is on the box
+        await box.call(call.Heartbeat())  # its answer has reached the server
+        evses = [dict(e, mode="monitor") if e["dev_id"] == "E1" else e for e in EVSES]
+        server.update_evses(evses)
+        assert await asyncio.wait_for(box.clears.get(), 10) == {"id": 101}
+        server.set_limits({"E1": 16000})
+        await box.call(call.Heartbeat())
+        await box.call(call.Heartbeat())
+        assert box.profiles.empty()
+        await close_box(ws, task)
 
     run(main())

@@ -250,3 +250,19 @@ def test_station_wants():
         st.handle("StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": status}, 1, WALL_MS)
         assert st.wants(1) == wants, status
         assert st.evse_states(2)[1]["wants"] == wants
+
+
+def test_station_switch_to_monitor_removes_only_our_profile():
+    st = _booted_station()
+    cmds = st.commands(2, WALL_MS, True)
+    st.on_result("SetChargingProfile", {"status": "Accepted"}, cmds[0][2], 3)
+    st.connectors[1] = dict(st.connectors[1], mode="monitor")
+    cmds = st.commands(4, WALL_MS, True)
+    assert cmds == [("ClearChargingProfile", {"id": 101}, ("unprofile", 1))]
+    assert st.commands(5, WALL_MS, True) == []  # in flight
+    st.on_result("ClearChargingProfile", {"status": "Accepted"}, cmds[0][2], 6)
+    st.set_limit(1, 16000)
+    assert st.commands(7, WALL_MS, True) == []  # monitor: nothing more
+    st.connectors[1] = dict(st.connectors[1], mode="active")
+    cmds = st.commands(8, WALL_MS, True)
+    assert cmds[0][0] == "SetChargingProfile" and _limit(cmds[0][1]) == 16.0

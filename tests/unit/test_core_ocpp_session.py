@@ -279,3 +279,18 @@ def test_call_with_given_id():
     assert out[0][:3] == [2, "relay-7", "DataTransfer"]
     events = s.receive('[3, "relay-7", {"status": "Accepted"}]', 1)
     assert isinstance(events[0], ResultReceived) and events[0].msg_id == "relay-7"
+
+
+def test_stop_transaction_with_schema_problem_still_reaches_the_application():
+    def validator(kind, action, payload):
+        return ("enum", "'Sleepy' is not one of [...]") if payload.get("reason") == "Sleepy" else None
+    s = _session(validator=validator, boot_accepted=True)
+    events = s.receive('[2, "s1", "StopTransaction", {"transactionId": 1, "meterStop": 5, '
+                       '"timestamp": "2026-01-01T00:00:00Z", "reason": "Sleepy"}]', 0)
+    assert isinstance(events[0], CallReceived) and events[0].problem[0] == "PropertyConstraintViolation"
+    assert s.drain() == []
+    assert s.reply("s1", {})
+    assert _sent(s) == [[3, "s1", {}]]
+    # other actions with the same problem get a CALLERROR
+    err, _ = _one_error(s, '[2, "h1", "Heartbeat", {"reason": "Sleepy"}]')
+    assert err[2] == "PropertyConstraintViolation"

@@ -177,6 +177,8 @@ class Connection:
         now_ms = _monotonic_ms()
         for ev in events:
             if isinstance(ev, osession.CallReceived):
+                if ev.problem is not None:
+                    self.station.note(now_ms, "%s accepted despite %s: %s" % (ev.action, ev.problem[0], ev.problem[1]))
                 if self.call_hook is not None and self.call_hook(self, ev):
                     continue
                 result = self.station.handle(ev.action, ev.payload, now_ms, _wall_ms())

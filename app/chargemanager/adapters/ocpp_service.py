@@ -8,8 +8,8 @@ them to the server's loop in one `set_limits` call. Readings are published from 
 import logging
 import os
 
-from chargemanager.adapters.http_api import ApiError
 from chargemanager.adapters import tls
+from chargemanager.adapters.http_api import ApiError
 from chargemanager.adapters.ocpp_gateway_service import GatewayService
 from chargemanager.adapters.ocpp_server import OcppServer
 from chargemanager.shim.clock import monotonic_ms
@@ -29,6 +29,7 @@ class OcppService:
         self.error = None
         self._sent = {}      # dev_id -> last limit handed to the server
         self._pending = {}   # dev_id -> limit collected in this tick
+        self._context_fn = None  # TLS server context from the certificate store (built on first use)
         runtime.services.append(self)
         runtime.tick_hooks.append(self.on_tick)
         runtime.config_listeners.append(self.on_config)
@@ -40,31 +41,38 @@ class OcppService:
     # --- lifecycle ------------------------------------------------------------------------------------------
     def _make_server(self, config, port):
         server_cfg = config["ocpp"]["server"]
-        if server_cfg.get("tls", "off") == "on":
-            # TLS-only was asked for and the TLS front is not built yet: never fall back to plain text.
-            self.error = "ocpp.server.tls 'on' needs the TLS module; the OCPP server is not started"
-            log.error(self.error)
-            return None
-        if server_cfg.get("tls", "off") == "detect":
-            self.error = "ocpp.server.tls 'detect': only ws:// is served until the TLS module is installed"
-            log.warning(self.error)
-        else:
-            self.error = None
+        mode = server_cfg.get("tls", "off")
+        tls_kw = {}
+        if mode != "off":
+            # ws and wss on one port (`detect`) or wss only (`on`), with the certificate store's server certificates
+            # (fetched per handshake, so an imported certificate applies without a restart).
+            if self._context_fn is None:
+                self._context_fn = tls.store_context_fn(self.runtime.certs)
+            tls_kw = {"tls_mode": mode, "ssl_context_fn": self._context_fn}
+        self.error = None
         site = config["site"]
         ping_s = server_cfg.get("ping_interval_s", 30)
         return OcppServer(config.get("evses", []), host=self.runtime.host, port=port,
                           password=server_cfg.get("password") or None, monitor=site.get("mode") == "monitor",
                           voltage_v=site.get("voltage_v", 230), on_publish=self._publish,
-                          ping_interval_s=ping_s or None, ping_timeout_s=ping_s or None)
+                          ping_interval_s=ping_s or None, ping_timeout_s=ping_s or None, **tls_kw)
 
     def start(self):
         self.server = self._make_server(self.runtime.config, self.runtime.ocpp_port)
-        if self.server is not None:
+        if self.server is None:
+            return
+        try:
             self.runtime.ocpp_port = self.server.start()
-            log.info("OCPP server listening on port %d", self.runtime.ocpp_port)
-            self.gateway = GatewayService(self.server, self.runtime.config, self.runtime.store.folder,
-                                          upstream_opts_fn=self._gateway_link_opts)
-            self.gateway.start()
+        except OSError as exc:
+            # The rest of the manager (HTTP API to fix the setting, load management of Modbus boxes) keeps running.
+            self.error = "cannot listen on OCPP port %s: %s" % (self.runtime.ocpp_port, exc)
+            log.error(self.error)
+            self.server = None
+            return
+        log.info("OCPP server listening on port %d", self.runtime.ocpp_port)
+        self.gateway = GatewayService(self.server, self.runtime.config, self.runtime.store.folder,
+                                      upstream_opts_fn=self._gateway_link_opts)
+        self.gateway.start()
 
     def stop(self):
         if self.gateway is not None:
@@ -189,10 +197,12 @@ class OcppService:
     def status(self):
         if self.server is None:
             return {"running": False, "error": self.error}
+        tls_mode = self.runtime.config["ocpp"]["server"].get("tls", "off")
         connected = sorted(list(self.server.connections))
         events = {}
         for cbid, station in list(self.server.stations.items()):
             if station.events:
                 events[cbid] = [text for _, text in station.events[-10:]]
-        return {"running": True, "port": self.runtime.ocpp_port, "error": self.error, "connected": connected,
+        return {"running": True, "port": self.runtime.ocpp_port, "tls": tls_mode, "error": self.error,
+                "connected": connected,
                 "seen_unconfigured": self.server.seen_unconfigured(), "events": events}

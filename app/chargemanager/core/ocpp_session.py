@@ -14,7 +14,8 @@ Invariants:
   edge; this module maps the failing JSON-schema keyword to the 1.6 error code (`error_code_for_keyword`).
 - Role "cs" (we are the Central System): CALLs other than BootNotification are answered `SecurityError` until a
   BootNotification was answered Accepted or Pending (1.6 §4.2, errata 3.10), except StopTransaction, which is
-  always processed so that no billing record is lost (1.6 §4.10). Role "cp" (the gateway's upstream leg) gates nothing.
+  always processed so that no billing record is lost (1.6 §4.10), even when its payload fails the schema (the event
+  carries the problem). Role "cp" (the gateway's upstream leg) gates nothing.
 
 The application reads `out` (texts to send, in order) after each call into the session, and reacts to the events
 returned by `receive()` and `poll()`.
@@ -49,6 +50,9 @@ KNOWN_ACTIONS = frozenset(ACTIONS_CP + ACTIONS_CS)
 
 # Actions the Central System must process even before an accepted boot (see module docstring).
 UNGATED_ACTIONS = ("BootNotification", "StopTransaction")
+# Actions answered with a CALLRESULT even when the payload fails the schema (the problem travels with the event):
+# a CALLERROR to StopTransaction makes the box retry it and finally drop the billing record (REFERENCE A4 #6).
+LENIENT_ACTIONS = ("StopTransaction",)
 
 # JSON-schema keyword that failed -> OCPP-J 1.6 CALLERROR code (Table 7). The `ocpp` package uses 2.0.1 spellings
 # (`FormatViolation`), so the mapping lives here.
@@ -84,12 +88,14 @@ def error_code_for_keyword(keyword):
 
 
 class CallReceived:
-    """The peer sent a CALL that passed framing, gating and validation; answer with `reply` or `reply_error`."""
+    """The peer sent a CALL that passed framing, gating and validation; answer with `reply` or `reply_error`.
+    `problem`: None, or (1.6 error code, message) for a lenient action whose payload failed the schema."""
 
-    def __init__(self, msg_id, action, payload):
+    def __init__(self, msg_id, action, payload, problem=None):
         self.msg_id = msg_id
         self.action = action
         self.payload = payload
+        self.problem = problem
 
     def __repr__(self):
         return "CallReceived(%r, %r)" % (self.msg_id, self.action)
@@ -288,13 +294,16 @@ class Session:
         if not self.boot_accepted and action not in UNGATED_ACTIONS:
             self._error(msg_id, "SecurityError", "%s before an accepted BootNotification" % action)
             return
+        problem = None
         if self.validator is not None:
             bad = self.validator("call", action, payload)
             if bad is not None:
-                self._error(msg_id, error_code_for_keyword(bad[0]), bad[1])
-                return
+                problem = (error_code_for_keyword(bad[0]), bad[1])
+                if self.role != "cs" or action not in LENIENT_ACTIONS:
+                    self._error(msg_id, problem[0], problem[1])
+                    return
         self.incoming[msg_id] = action
-        events.append(CallReceived(msg_id, action, payload))
+        events.append(CallReceived(msg_id, action, payload, problem))
 
     def _take_in_flight(self, msg_id, events, what):
         f = self.in_flight

@@ -276,7 +276,16 @@ class Station:
             return out
         for cid in sorted(self.connectors):
             opts = self.connectors[cid]
-            if opts.get("mode") == "monitor" or cid in self.pending:
+            if cid in self.pending:
+                continue
+            if opts.get("mode") == "monitor":
+                if cid in self.accepted:
+                    # Switched to monitor while our profile is on the box: take ours away (by its id only), or a
+                    # zero limit of ours would keep blocking the box under the other load manager.
+                    del self.accepted[cid]
+                    self.pending[cid] = None
+                    out.append(("ClearChargingProfile", {"id": ocpp_profiles.PROFILE_ID_BASE + cid},
+                                ("unprofile", cid)))
                 continue
             if self.learnt_stack_zero and not opts.get("stack_level_zero"):
                 opts = dict(opts)
@@ -319,6 +328,10 @@ class Station:
                 self.note(now_ms, "connector %d refused profile %r: %s" % (cid, key, payload.get("status")))
         elif what == "clear":
             self.note(now_ms, "ClearChargingProfile %s" % payload.get("status"))
+        elif what == "unprofile":
+            self.pending.pop(ref[1], None)
+            self.note(now_ms, "connector %d now in monitor mode: our profile removed (%s)"
+                      % (ref[1], payload.get("status")))
 
     def on_failed(self, action, code, description, ref, now_ms):
         what = ref[0] if ref else None
@@ -326,6 +339,9 @@ class Station:
             self.caps_pending = False
             self.caps = ocpp_profiles.default_capabilities()
             self.note(now_ms, "GetConfiguration failed (%s); assuming stack level 0, unit A" % code)
+        elif what == "unprofile":
+            self.pending.pop(ref[1], None)
+            self.note(now_ms, "removing our profile from connector %d failed: %s" % (ref[1], code))
         elif what == "profile":
             self.pending.pop(ref[1], None)
             if code != "Timeout":
