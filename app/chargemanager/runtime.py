@@ -85,6 +85,8 @@ class Runtime:
         self.certs = CertStore(self.store.folder, now_fn=wall_time_s)
         register_cert_commands(self.commands, self.certs)
         self.smgw = smgw.install(self)
+        from chargemanager.adapters import web  # the config page: routes, chart history, diagnostics
+        self.web = web.install(self)
 
     # --- formula names beyond variables ---------------------------------------------------------------------
     def lookup(self, name):

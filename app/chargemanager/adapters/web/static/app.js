@@ -1,0 +1,471 @@
+// The config page: dashboard, setup and actions, all through /ui/cnf (the same commands as the /cnf API).
+// Forms are built from the configuration schema the appliance describes (get_config_schema); the server validates.
+"use strict";
+
+const CSRF = document.querySelector("meta[name=csrf]").content;
+const COMMANDS = new Set(document.querySelector("meta[name=commands]").content.split(","));
+const view = document.getElementById("view");
+let timer = null;
+
+// --- helpers -------------------------------------------------------------------------------------------------
+function h(tag, attrs, ...kids) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else if (k === "value") el.value = v;
+    else if (k === "checked") el.checked = !!v;
+    else if (v === true) el.setAttribute(k, "");
+    else if (v !== false && v != null) el.setAttribute(k, v);
+  }
+  for (const kid of kids.flat(9)) if (kid != null && kid !== false) el.append(kid instanceof Node ? kid : String(kid));
+  return el;
+}
+const svgNS = "http://www.w3.org/2000/svg";
+function s(tag, attrs, ...kids) {
+  const el = document.createElementNS(svgNS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, v);
+  for (const kid of kids) el.append(kid);
+  return el;
+}
+
+async function api(cmd, params, body) {
+  const q = new URLSearchParams(Object.assign({cmd}, params || {}));
+  const opts = {headers: {"X-CSRF-Token": CSRF}, credentials: "same-origin", method: body === undefined ? "GET" : "POST"};
+  if (body !== undefined) { opts.body = JSON.stringify(body); opts.headers["Content-Type"] = "application/json"; }
+  const r = await fetch("/ui/cnf?" + q, opts);
+  if (r.status === 401) { location.href = "/login"; throw new Error("not logged in"); }
+  let data = null;
+  try { data = await r.json(); } catch (e) { data = {error: "answer was not JSON (" + r.status + ")"}; }
+  return {ok: r.ok, status: r.status, data};
+}
+
+const has = (cmd) => COMMANDS.has(cmd);
+const A = (ma) => ma == null ? "–" : (ma / 1000).toFixed(1) + " A";
+const kW = (w) => w == null ? "–" : (w / 1000).toFixed(2) + " kW";
+const phases = (list) => Array.isArray(list) ? list.map(A).join(" / ") : A(list);
+const age = (ms) => ms == null ? "–" : ms < 1500 ? "now" : ms < 120000 ? Math.round(ms / 1000) + " s" : Math.round(ms / 60000) + " min";
+const fmt = (v) => v == null ? "–" : typeof v === "object" ? JSON.stringify(v) : String(v);
+function kv(label, value, cls) { return h("div", {class: "kv " + (cls || "")}, h("span", {}, label), h("b", {}, value)); }
+function card(title, ...kids) { return h("section", {class: "card"}, h("h2", {}, title), kids); }
+function note(text, cls) { return h("p", {class: cls || "muted"}, text); }
+
+// --- router --------------------------------------------------------------------------------------------------
+function route() {
+  clearTimeout(timer);
+  const name = (location.hash || "#dash").slice(1);
+  for (const a of document.querySelectorAll("nav a")) a.classList.toggle("on", a.id === "nav-" + name);
+  view.textContent = "";
+  ({dash: dashboard, setup: setup, actions: actions}[name] || dashboard)();
+}
+window.addEventListener("hashchange", route);
+
+// --- dashboard -----------------------------------------------------------------------------------------------
+let cfgCache = null;
+
+async function dashboard() {
+  const root = h("div", {id: "dash"});
+  view.append(root);
+  let round = 0;
+  async function refresh() {
+    if (!root.isConnected) return;
+    try {
+      const want = [api("get_status"), api("get_cm_vars")];
+      if (!cfgCache || round % 15 === 0) want.push(api("get_config")); else want.push(null);
+      want.push(round % 10 === 0 ? api("get_history") : null);
+      want.push(has("get_dev_info") ? api("get_dev_info") : null);
+      const [st, vars, cfg, hist, dev] = await Promise.all(want);
+      if (cfg && cfg.ok) cfgCache = cfg.data.config;
+      if (hist && hist.ok) root.hist = hist.data;
+      if (!root.isConnected) return;
+      drawDashboard(root, st.data, vars.data.vars || [], cfgCache, root.hist, dev && dev.ok ? dev.data : null);
+    } catch (e) {
+      root.prepend(note("Cannot reach the appliance: " + e.message, "err"));
+    }
+    round++;
+    timer = setTimeout(refresh, 2000);
+  }
+  refresh();
+}
+
+function drawDashboard(root, st, vars, cfg, hist, dev) {
+  const open = new Set([...root.querySelectorAll("details[open]")].map((d) => d.id));
+  root.textContent = "";
+  const site = st.site || {}, cs = (cfg && cfg.site) || {}, readings = st.readings || {};
+  const gridMeters = ((cfg && cfg.meters) || []).filter((m) => m.role === "grid").map((m) => readings[m.dev_id]).filter(Boolean);
+  const set = st.settings || {}, pw = set["site.max_power_w"] || {}, pc = set["site.max_current_ma"] || {};
+  const setting = (e, unit) => e.source === "formula" ? (e.error ? "error: " + e.error : unit(e.value)) + " = " + e.expr : unit(e.value);
+  const source = site.limit_reason || (pw.source === "formula" ? (/AVAIL/.test(pw.expr) ? "grid operator (formula)" : "formula") : "fixed");
+  const draw = site.grid_ma || (gridMeters[0] ? [gridMeters[0].current_l1_ma, gridMeters[0].current_l2_ma, gridMeters[0].current_l3_ma] : null);
+  root.append(card("Site",
+    h("div", {class: "grid"},
+      kv("Connection power", pw.expr != null ? setting(pw, kW) : "–", "big limit-power"),
+      kv("Connection current", site.limit_ma != null ? phases(site.limit_ma) : pc.expr != null ? setting(pc, A) + " per phase" : "–", "big"),
+      kv("Source", source),
+      kv("Reserve", cs.reserve_w != null ? cs.reserve_w + " W" : "–"),
+      kv("Draw per phase", draw ? phases(draw) : "no grid meter"),
+      kv("Available for EVs", site.available_ma != null ? phases(site.available_ma) : "–"),
+      kv("Overdraft", site.overdraft_ma != null ? phases(site.overdraft_ma) + (site.max_overdraft_ma != null ? " (max " + phases(site.max_overdraft_ma) + ")" : "") : "–"),
+      kv("Mode", site.mode || cs.mode || "–")),
+    (st.errors || []).map((e) => note(e, "err"))));
+  root.append(card("Power, last hours", chart(hist)));
+  root.append(evseTiles(cfg, st, dev, readings));
+  const meters = ((cfg && cfg.meters) || []);
+  root.append(card("Meters", meters.length ? h("table", {},
+    h("tr", {}, h("th", {}, "Meter"), h("th", {}, "Role"), h("th", {}, "Power"), h("th", {}, "Current L1/L2/L3"), h("th", {}, "Age")),
+    meters.map((m) => {
+      const r = readings[m.dev_id] || {};
+      return h("tr", {class: r.stale ? "stale" : ""}, h("td", {}, m.dev_id + (m.name ? " " + m.name : "")), h("td", {}, m.role),
+        h("td", {}, kW(r.power_w)), h("td", {}, phases([r.current_l1_ma, r.current_l2_ma, r.current_l3_ma])), h("td", {}, r.age_ms == null ? "no reading" : age(r.age_ms)));
+    })) : note("No meters configured.")));
+  root.append(card("Variables", varTable(vars), varForm()));
+  const known = new Set(["version", "uptime_s", "tick_count", "tick_cpu_ms", "admin_password_set", "site", "evses", "readings", "errors", "settings"]);
+  const other = Object.keys(st).filter((k) => !known.has(k));
+  if (other.length) {
+    root.append(card("More status", other.map((k) => h("details", {id: "st-" + k, open: open.has("st-" + k)},
+      h("summary", {}, k), h("pre", {}, JSON.stringify(st[k], null, 1))))));
+  }
+  document.getElementById("clock").textContent = "up " + Math.round(st.uptime_s / 60) + " min · tick " + st.tick_cpu_ms + " ms CPU";
+}
+
+function evseTiles(cfg, st, dev, readings) {
+  const evses = (cfg && cfg.evses) || [];
+  const devs = {};
+  for (const d of (dev && dev.devices) || []) devs[d.dev_id] = d;
+  const decisions = (st.evses && !Array.isArray(st.evses)) ? st.evses : {};
+  const gw = st.gateway || {};
+  return card("EVSEs", evses.length ? h("div", {class: "tiles"}, evses.map((e) => {
+    const r = readings[e.dev_id] || {}, d = devs[e.dev_id] || {}, dec = decisions[e.dev_id] || {};
+    const online = r.online != null ? r.online : d.state != null ? d.state !== "offline" : null;
+    const charging = r.charging != null ? r.charging : (r.power_w || d.cur_charging_power || 0) > 0;
+    const connected = r.connected != null ? r.connected : r.wants != null ? r.wants : null;
+    const state = r.state || d.state || (online === false ? "offline" : online ? "online" : "unknown");
+    const cls = online === false || state === "unknown" ? "off" : charging ? "charging" : connected ? "connected" : "idle";
+    const link = gw[e.dev_id] || (e.gateway && e.gateway.url ? {state: "configured"} : null);
+    return h("article", {class: "tile " + cls, id: "evse-" + e.dev_id, "data-state": state},
+      h("h3", {}, e.dev_id, " ", h("small", {}, e.name || e.address)),
+      kv("State", state, "state"),
+      kv("Car", charging ? "charging" : connected ? "connected" : connected === false ? "none" : "–"),
+      kv("Current", phases([r.current_l1_ma, r.current_l2_ma, r.current_l3_ma])),
+      kv("Power", kW(r.power_w != null ? r.power_w : d.cur_charging_power)),
+      kv("Limit", (dec.current_ma != null ? A(dec.current_ma) : d.last_set_charging_cur != null ? A(d.last_set_charging_cur) : "–") + (dec.reason ? " · " + dec.reason : ""), "limit"),
+      kv("Session", r.session_energy_wh != null ? (r.session_energy_wh / 1000).toFixed(2) + " kWh" : "–"),
+      link ? kv("Backend", link.state || fmt(link)) : null,
+      h("p", {class: "muted"}, e.type + " · " + e.address + " #" + e.id + (e.mode === "monitor" ? " · monitor" : "")));
+  })) : note("No EVSEs configured yet: add one under Setup."));
+}
+
+function varTable(vars) {
+  if (!vars.length) return note("No variables yet.");
+  return h("table", {id: "vars"}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Expression"), h("th", {}, "Value")),
+    vars.map((v) => h("tr", {"data-var": v.name}, h("td", {}, v.name), h("td", {}, h("code", {}, fmt(v.expr))),
+      h("td", {class: v.error ? "err" : ""}, v.error || fmt(v.val)))));
+}
+
+function varForm() {
+  const name = h("input", {name: "var-name", placeholder: "name, e.g. AVAIL", size: 10, required: true});
+  const val = h("input", {name: "var-val", placeholder: "number or formula", size: 16, required: true});
+  const msg = h("span", {class: "msg"});
+  return h("form", {class: "inline", id: "var-form", onsubmit: async (ev) => {
+    ev.preventDefault();
+    const r = await api("set_cm_vars", {name: name.value.trim(), val: val.value.trim()});
+    msg.textContent = r.ok ? "set" : r.data.error;
+    msg.className = r.ok ? "msg ok" : "msg err";
+  }}, name, val, h("button", {type: "submit"}, "Set variable"), msg);
+}
+
+function chart(hist) {
+  const pts = (hist && hist.points) || [];
+  if (pts.filter((p) => p[1] != null || p[2] != null).length < 2) return note("No power readings yet: the chart fills as meters and EVSEs report.");
+  const W = 600, H = 180, L = 44, B = 20;
+  const t0 = pts[0][0], t1 = Math.max(pts[pts.length - 1][0], t0 + 60);
+  let max = 1000;
+  for (const p of pts) max = Math.max(max, p[1] || 0, p[2] || 0);
+  max = Math.ceil(max / 1000) * 1000;
+  const x = (t) => L + (W - L - 4) * (t - t0) / (t1 - t0), y = (w) => 4 + (H - B - 4) * (1 - w / max);
+  const line = (i, cls) => {
+    let d = "", pen = "M";
+    for (const p of pts) { if (p[i] == null) { pen = "M"; continue; } d += pen + x(p[0]).toFixed(1) + "," + y(p[i]).toFixed(1); pen = "L"; }
+    return s("path", {d, class: cls});
+  };
+  const svg = s("svg", {viewBox: "0 0 " + W + " " + H, class: "chart", role: "img"});
+  for (const f of [0, 0.5, 1]) {
+    svg.append(s("line", {x1: L, x2: W, y1: y(max * f), y2: y(max * f), class: "axis"}),
+      s("text", {x: L - 4, y: y(max * f) + 4, "text-anchor": "end"}, (max * f / 1000).toFixed(1) + " kW"));
+  }
+  const tl = (t) => new Date(t * 1000).toTimeString().slice(0, 5);
+  svg.append(s("text", {x: L, y: H - 4}, tl(t0)), s("text", {x: W, y: H - 4, "text-anchor": "end"}, tl(t1)),
+    line(1, "site"), line(2, "ev"));
+  return h("div", {}, svg, h("p", {class: "legend"}, h("i", {class: "site"}), "site ", h("i", {class: "ev"}), "EVs"));
+}
+
+// --- setup ---------------------------------------------------------------------------------------------------
+const TITLES = {site: "Site", evses: "EVSEs", meters: "Meters", ocpp: "OCPP", http: "HTTP", smgw: "Smart Meter Gateway",
+  inputs: "Inputs", gateway: "OCPP gateway to the backend", server: "Server", rules: "Charging rules"};
+const UNITS = {w: "W", ma: "mA", v: "V", ms: "ms", s: "s", wh: "Wh"};
+const WORDS = {id: "ID", tls: "TLS", url: "URL", ocpp: "OCPP", smgw: "SMGW", ca: "CA", l1: "L1", ip: "IP"};
+function title(k) {
+  if (TITLES[k]) return TITLES[k];
+  const parts = k.split("_"), unit = parts.length > 1 && UNITS[parts[parts.length - 1]] ? UNITS[parts.pop()] : null;
+  const text = parts.map((w) => WORDS[w] || w).join(" ");
+  return text.charAt(0).toUpperCase() + text.slice(1) + (unit ? " (" + unit + ")" : "");
+}
+let doc = null, schema = null, dirty = false, badJson = new Set();
+const openItems = new WeakSet();
+
+async function setup() {
+  const [sc, cf] = await Promise.all([api("get_config_schema"), api("get_config")]);
+  schema = sc.data.schema;
+  doc = cf.data.config;
+  dirty = false;
+  badJson = new Set();
+  drawSetup();
+}
+
+function drawSetup(msg) {
+  view.textContent = "";
+  const form = h("form", {id: "setup", novalidate: true, onsubmit: (ev) => { ev.preventDefault(); save(); }});
+  for (const f of schema.fields) {
+    if (f.key === "version") continue;
+    const sec = h("section", {class: "card", id: "sec-" + f.key}, h("h2", {}, title(f.key)), f.doc ? note(f.doc) : null);
+    sec.append(editor(f.type, doc[f.key], f.key, (v) => { doc[f.key] = v; }, f));
+    form.append(sec);
+  }
+  form.append(h("div", {class: "savebar"}, h("span", {id: "save-msg", class: "msg " + (msg ? msg[1] : "")}, msg ? msg[0] : ""),
+    h("button", {type: "button", onclick: setup}, "Discard changes"), h("button", {type: "submit", id: "save"}, "Save")));
+  view.append(form);
+  if (has("get_certs")) view.append(certificates());
+  view.append(passwordCard());
+}
+
+function touch() { dirty = true; const m = document.getElementById("save-msg"); m.textContent = "unsaved changes"; m.className = "msg"; }
+
+function editor(t, value, path, set, field) {
+  if (t.t === "object" && t.fields.length) {
+    const box = h("div", {class: "fields"});
+    if (value == null || typeof value !== "object") { value = {}; set(value); }
+    for (const f of t.fields) {
+      const sub = path + "." + f.key;
+      const inner = f.type.t === "nullable" ? f.type.inner : f.type;
+      if ((inner.t === "object" && inner.fields.length) || (inner.t === "list" && inner.item.t === "object" && inner.item.fields.length)) {
+        box.append(h("fieldset", {}, h("legend", {}, title(f.key)), editor(f.type, value[f.key], sub, (v) => { value[f.key] = v; }, f)));
+      } else {
+        box.append(row(f, sub, editor(f.type, value[f.key], sub, (v) => { value[f.key] = v; }, f)));
+      }
+    }
+    return box;
+  }
+  if (t.t === "list" && t.item.t === "object" && t.item.fields.length) return listEditor(t, value || [], path, set);
+  if (t.t === "nullable") return input(t.inner, value, path, set, field, true);
+  return input(t, value, path, set, field, false);
+}
+
+function row(f, path, control) {
+  const id = "f-" + path.replace(/[^A-Za-z0-9]/g, "_");
+  control.id = id;
+  return h("div", {class: "row"}, h("label", {for: id, title: path}, title(f.key), f.required ? " *" : ""), control,
+    h("small", {class: "hint"}, f.doc), h("div", {class: "ferr", "data-err": path}));
+}
+
+function input(t, value, path, set, field, nullable) {
+  const secret = field && field.secret;
+  if (t.t === "enum") {
+    return h("select", {"data-path": path, onchange: (ev) => { set(ev.target.value); touch(); }},
+      t.choices.map((c) => h("option", {value: c, selected: c === value}, c)));
+  }
+  if (t.t === "bool") return h("input", {type: "checkbox", "data-path": path, checked: value, onchange: (ev) => { set(ev.target.checked); touch(); }});
+  if (t.t === "number" || t.t === "formula" || t.t === "string") {
+    const numeric = t.t !== "string";
+    const el = h("input", {type: secret ? "password" : "text", "data-path": path, autocomplete: secret ? "new-password" : "off",
+      inputmode: t.t === "number" ? "decimal" : null, value: value == null ? "" : String(value),
+      placeholder: nullable ? "not set" : t.t === "formula" ? "number or formula" : null,
+      oninput: (ev) => {
+        const raw = ev.target.value.trim();
+        set(raw === "" && nullable ? null : numeric && raw !== "" && !isNaN(Number(raw)) ? Number(raw) : ev.target.value);
+        touch();
+      }});
+    return el;
+  }
+  // Lists of values, rule lists and types this page does not know: JSON, checked by the server like the rest.
+  const el = h("textarea", {"data-path": path, rows: 3, spellcheck: "false", oninput: (ev) => {
+    try { set(JSON.parse(ev.target.value || "null")); badJson.delete(path); ev.target.classList.remove("bad"); }
+    catch (e) { badJson.add(path); ev.target.classList.add("bad"); }
+    touch();
+  }}, JSON.stringify(value === undefined ? null : value, null, 1));
+  return el;
+}
+
+function listEditor(t, items, path, set) {
+  set(items);
+  const box = h("div", {class: "list", "data-list": path});
+  items.forEach((item, i) => {
+    const sub = path + "[" + i + "]";
+    const label = (item.dev_id || "#" + (i + 1)) + (item.name ? " · " + item.name : "") + (item.type ? " · " + item.type : "") + (item.address ? " · " + item.address : "");
+    box.append(h("details", {class: "item", open: openItems.has(item), ontoggle: (ev) => { if (ev.target.open) openItems.add(item); else openItems.delete(item); }, id: "item-" + sub.replace(/[^A-Za-z0-9]/g, "_")},
+      h("summary", {}, label, h("div", {class: "ferr", "data-err": sub})),
+      editor(t.item, item, sub, () => {}),
+      h("button", {type: "button", class: "danger", onclick: () => { items.splice(i, 1); touch(); redraw(); }}, "Remove " + (item.dev_id || "entry"))));
+  });
+  box.append(h("button", {type: "button", class: "add", "data-add": path, onclick: () => {
+    const fresh = {};
+    for (const f of t.item.fields) if (f.default !== null || f.key !== "dev_id") fresh[f.key] = f.default === null ? undefined : JSON.parse(JSON.stringify(f.default));
+    if (t.unique) fresh[t.unique] = nextId(path, items, t.unique);
+    for (const k of Object.keys(fresh)) if (fresh[k] === undefined) delete fresh[k];
+    items.push(fresh);
+    openItems.add(fresh);
+    touch();
+    redraw();
+  }}, "Add " + title(path.split(".").pop().replace(/\[\d+\]/g, "")).replace(/s$/, "")));
+  return box;
+}
+
+function nextId(path, items, key) {
+  const prefix = /evses$/.test(path) ? "E" : /meters$/.test(path) ? "M" : /inputs$/.test(path) ? "IN" : "X";
+  let n = 1;
+  while (items.some((it) => it[key] === prefix + n)) n++;
+  return prefix + n;
+}
+
+function redraw() {
+  const y = window.scrollY;
+  drawSetup(["unsaved changes", ""]);
+  window.scrollTo(0, y);
+}
+
+async function save() {
+  for (const el of document.querySelectorAll(".ferr")) el.textContent = "";
+  for (const el of document.querySelectorAll(".bad-field")) el.classList.remove("bad-field");
+  const msg = document.getElementById("save-msg");
+  if (badJson.size) { msg.textContent = "fix the JSON in: " + [...badJson].join(", "); msg.className = "msg err"; return; }
+  const r = await api("set_config", {}, {config: doc});
+  if (r.ok) {
+    doc = r.data.config; dirty = false; cfgCache = doc;
+    drawSetup(["Saved.", "ok"]);
+    return;
+  }
+  msg.textContent = r.data.error || "error " + r.status;
+  msg.className = "msg err";
+  let first = null;
+  for (const fe of r.data.fields || []) {
+    let p = fe.field, slot = null;
+    while (p && !(slot = document.querySelector('[data-err="' + CSS.escape(p) + '"]'))) p = parentPath(p);
+    const target = slot || msg;
+    if (slot) {
+      slot.append(h("div", {}, (p === fe.field ? "" : fe.field + ": ") + fe.error));
+      const inp = document.querySelector('[data-path="' + CSS.escape(fe.field) + '"]');
+      if (inp) inp.classList.add("bad-field");
+      for (let d = slot.closest("details"); d; d = d.parentElement.closest("details")) d.open = true;
+      first = first || slot;
+    } else target.append(" · " + fe.field + ": " + fe.error);
+  }
+  if (first) first.scrollIntoView({block: "center"});
+}
+
+function parentPath(p) { const q = p.replace(/(\.[^.\[\]]+|\[\d+\])$/, ""); return q === p ? "" : q; }
+
+window.addEventListener("beforeunload", (ev) => { if (dirty && location.hash === "#setup") ev.preventDefault(); });
+
+function certificates() {
+  const list = h("div", {id: "certs"});
+  const msg = h("span", {class: "msg"});
+  async function load() {
+    const r = await api("get_certs");
+    list.textContent = "";
+    const certs = (r.data && r.data.certs) || [];
+    list.append(certs.length ? h("table", {}, h("tr", {}, ["Use", "Name / subject", "Valid until", "Key", ""].map((c) => h("th", {}, c))),
+      certs.map((c) => h("tr", {"data-cert": c.id}, h("td", {}, c.use + (c.builtin ? " (built-in)" : "")),
+        h("td", {}, (c.name ? c.name + " · " : "") + fmt(c.subject)), h("td", {class: c.valid_now === false ? "err" : ""}, fmt(c.not_after)),
+        h("td", {}, c.has_key ? "yes" : "no"),
+        h("td", {}, c.builtin ? "" : h("button", {type: "button", class: "danger", onclick: async () => {
+          const d = await api("delete_cert", {id: c.id}, {});
+          msg.textContent = d.ok ? "deleted" : d.data.error; msg.className = d.ok ? "msg ok" : "msg err"; load();
+        }}, "Delete"))))) : note("No certificates."));
+  }
+  const use = h("select", {name: "cert-use"}, ["server", "ca", "client"].map((u) => h("option", {value: u}, u)));
+  const name = h("input", {name: "cert-name", placeholder: "name (optional)"});
+  const cert = h("input", {type: "file", name: "cert-file", accept: ".pem,.crt,.cer"});
+  const key = h("input", {type: "file", name: "key-file", accept: ".pem,.key"});
+  const pass = h("input", {type: "password", name: "key-pass", placeholder: "key passphrase (if any)", autocomplete: "off"});
+  const form = h("form", {id: "cert-form", onsubmit: async (ev) => {
+    ev.preventDefault();
+    if (!cert.files[0]) { msg.textContent = "choose a certificate file"; msg.className = "msg err"; return; }
+    const body = {use: use.value, name: name.value, cert: await cert.files[0].text()};
+    if (key.files[0]) body.key = await key.files[0].text();
+    if (pass.value) body.passphrase = pass.value;
+    const r = await api("upload_cert", {}, body);
+    msg.textContent = r.ok ? "imported" : r.data.error; msg.className = r.ok ? "msg ok" : "msg err";
+    if (r.ok) { form.reset(); load(); }
+  }}, h("div", {class: "grid"}, h("label", {}, "Use", use), h("label", {}, "Name", name), h("label", {}, "Certificate (PEM)", cert),
+    h("label", {}, "Private key (PEM)", key), h("label", {}, "Passphrase", pass)), h("button", {type: "submit"}, "Upload"), msg);
+  load();
+  return card("Certificates", list, form);
+}
+
+function passwordCard() {
+  const p1 = h("input", {type: "password", name: "new-password", autocomplete: "new-password"});
+  const p2 = h("input", {type: "password", name: "new-password2", autocomplete: "new-password"});
+  const msg = h("span", {class: "msg"});
+  return card("Admin password", h("form", {id: "pw-form", class: "inline", onsubmit: async (ev) => {
+    ev.preventDefault();
+    if (p1.value !== p2.value) { msg.textContent = "the two passwords differ"; msg.className = "msg err"; return; }
+    const r = await api("set_password", {}, {password: p1.value});
+    msg.textContent = r.ok ? "changed; other browsers are logged out" : r.data.error; msg.className = r.ok ? "msg ok" : "msg err";
+    if (r.ok) ev.target.reset();
+  }}, h("label", {}, "New ", p1), h("label", {}, "Again ", p2), h("button", {type: "submit"}, "Change"), msg));
+}
+
+// --- actions -------------------------------------------------------------------------------------------------
+async function actions() {
+  const cf = await api("get_config");
+  const evses = (cf.data.config && cf.data.config.evses) || [];
+  const pick = () => h("select", {name: "dev"}, evses.map((e) => h("option", {value: e.dev_id}, e.dev_id + " " + (e.name || e.address))));
+  const result = (r) => h("span", {class: r.ok ? "msg ok" : "msg err"}, r.ok ? "done" : r.data.error);
+  function action(title_, text, controls, run) {
+    const out = h("span");
+    return card(title_, note(text), h("form", {class: "inline", onsubmit: async (ev) => {
+      ev.preventDefault(); out.textContent = "…"; const r = await run(ev.target); out.replaceWith(result(r));
+    }}, controls, out));
+  }
+  const parts = [];
+  if (has("override_device")) {
+    const mamps = h("input", {name: "mamps", placeholder: "mA, empty: no limit", inputmode: "numeric", size: 12});
+    const flags = h("select", {name: "flags"}, [["", "limit only"], ["C", "pause charging"], ["c", "allow charging"]].map(([v, t]) => h("option", {value: v}, t)));
+    parts.push(action("Override or pause an EVSE", "A manual limit or pause for one EVSE (until changed back).", [pick(), mamps, flags, h("button", {}, "Apply")],
+      (f) => { const p = {dev_id: f.dev.value}; if (mamps.value) p.mamps = mamps.value; if (flags.value) p.flags = flags.value; return api("override_device", p); }));
+  }
+  if (has("clear_profiles")) {
+    parts.push(action("Clear charging profiles", "Remove every charging profile from a wallbox (before it is used without the manager).",
+      [pick(), h("button", {}, "Clear profiles")], (f) => api("clear_profiles", {dev_id: f.dev.value}, {})));
+  }
+  const resetCmd = ["reset_overdraft", "reset_max_overdraft"].find(has);
+  if (resetCmd) parts.push(action("Reset the overdraft", "Forget the largest overdraft seen.", [h("button", {}, "Reset")], () => api(resetCmd, {}, {})));
+  const updCmd = ["upload_update", "install_update"].find(has);
+  if (updCmd) parts.push(updateCard(updCmd));
+  parts.push(card("Diagnostics", note("Configuration without secrets, status, variables and the recent log, as one file for support."),
+    h("a", {class: "button", href: "/ui/diagnostics.tar.gz", download: true, id: "diag"}, "Download diagnostics")));
+  const missing = [["override_device", "override/pause"], ["clear_profiles", "clear profiles"]].filter(([c]) => !has(c)).map(([, t]) => t);
+  if (!resetCmd) missing.push("reset overdraft");
+  if (!updCmd) missing.push("update upload");
+  if (missing.length) parts.push(note("Not in this build yet: " + missing.join(", ") + "."));
+  view.append(...parts);
+}
+
+function updateCard(cmd) {
+  const file = h("input", {type: "file", name: "bundle"});
+  const bar = h("progress", {max: 100, value: 0});
+  const msg = h("pre", {class: "msg"});
+  return card("Update", note("Upload a signed update bundle; it is verified before anything is written."),
+    h("form", {class: "inline", onsubmit: (ev) => {
+      ev.preventDefault();
+      if (!file.files[0]) return;
+      const x = new XMLHttpRequest();
+      x.open("POST", "/ui/cnf?cmd=" + cmd);
+      x.setRequestHeader("X-CSRF-Token", CSRF);
+      x.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = 100 * e.loaded / e.total; };
+      x.onload = () => { let d; try { d = JSON.parse(x.responseText); } catch (e) { d = {error: x.responseText}; }
+        msg.textContent = JSON.stringify(d, null, 1); msg.className = x.status < 300 ? "msg ok" : "msg err"; };
+      x.send(file.files[0]);
+    }}, file, h("button", {}, "Upload"), bar), msg);
+}
+
+route();
