@@ -116,6 +116,7 @@ def test_login_setup_field_errors_and_add_an_ocpp_evse(manager, page):
 def test_dashboard_shows_variables_and_sets_avail(manager, page):
     doc = call(manager.url + "/cnf?cmd=get_config")[2]["config"]
     doc["site"]["max_power_w"] = "55000 * AVAIL / 100"
+    doc["site"]["max_current_ma"] = 35000
     doc["evses"] = [{"dev_id": "E1", "name": "Garage", "type": "ocpp16", "address": "WALLBOX-1"},
                     {"dev_id": "E2", "name": "Carport", "type": "ocpp16", "address": "WALLBOX-2", "id": 2}]
     doc["meters"] = [{"dev_id": "M1", "type": "eastron_sdm630", "role": "grid"}]
@@ -125,6 +126,8 @@ def test_dashboard_shows_variables_and_sets_avail(manager, page):
     page.wait_for_selector('#vars tr[data-var="AVAIL"]')
     assert "100" in page.inner_text('#vars tr[data-var="AVAIL"]')
     expect(page.locator(".limit-power b")).to_have_text("55.00 kW = 55000 * AVAIL / 100")
+    expect(page.locator(".site-limit b")).to_have_text("35.0 A / 35.0 A / 35.0 A")  # the fuse binds
+    expect(page.locator(".site-reason b")).to_have_text("fuse (fixed current)")
     page.fill('[name="var-name"]', "AVAIL")
     page.fill('[name="var-val"]', "40")
     page.click('#var-form button')
@@ -132,6 +135,8 @@ def test_dashboard_shows_variables_and_sets_avail(manager, page):
     expect(page.locator('#vars tr[data-var="AVAIL"] td').nth(2)).to_have_text("40")
     assert call(manager.url + "/cnf?cmd=get_cm_vars")[2]["vars"][0]["val"] == 40
     expect(page.locator(".limit-power b")).to_have_text("22.00 kW = 55000 * AVAIL / 100")
+    expect(page.locator(".site-limit b")).to_have_text("31.9 A / 31.9 A / 31.9 A")  # 22000 W / 3 / 230 V
+    expect(page.locator(".site-reason b")).to_have_text("grid operator (formula)")
     page.fill('[name="var-name"]', "AVAIL")
     page.fill('[name="var-val"]', "40 +")
     page.click('#var-form button')

@@ -70,15 +70,12 @@ async function dashboard() {
   async function refresh() {
     if (!root.isConnected) return;
     try {
-      const want = [api("get_status"), api("get_cm_vars")];
-      if (!cfgCache || round % 15 === 0) want.push(api("get_config")); else want.push(null);
-      want.push(round % 10 === 0 ? api("get_history") : null);
-      want.push(has("get_dev_info") ? api("get_dev_info") : null);
-      const [st, vars, cfg, hist, dev] = await Promise.all(want);
+      const [st, vars, cfg, hist] = await Promise.all([api("get_status"), api("get_cm_vars"),
+        !cfgCache || round % 15 === 0 ? api("get_config") : null, round % 10 === 0 ? api("get_history") : null]);
       if (cfg && cfg.ok) cfgCache = cfg.data.config;
       if (hist && hist.ok) root.hist = hist.data;
       if (!root.isConnected) return;
-      drawDashboard(root, st.data, vars.data.vars || [], cfgCache, root.hist, dev && dev.ok ? dev.data : null);
+      drawDashboard(root, st.data, vars.data.vars || [], cfgCache || {}, root.hist);
     } catch (e) {
       root.prepend(note("Cannot reach the appliance: " + e.message, "err"));
     }
@@ -88,70 +85,87 @@ async function dashboard() {
   refresh();
 }
 
-function drawDashboard(root, st, vars, cfg, hist, dev) {
+const REASONS = {fuse: "fuse (fixed current)", site_power: "power limit (fixed)", grid_operator: "grid operator (formula)",
+  formula_error: "formula error: fallback", reserve: "reserve", meter_stale: "grid meter stale: fallback",
+  overdraft: "overdraft cut", phase_skew: "phase balance", evse_max: "EVSE maximum", rule: "charging rule",
+  override: "manual override", ramp: "ramping up", ev_minimum: "below EV minimum: paused", min_pause: "minimum pause",
+  no_demand: "no demand", offline: "offline", monitor: "monitor mode"};
+const reason = (r) => REASONS[r] || r;
+
+function drawDashboard(root, st, vars, cfg, hist) {
   const open = new Set([...root.querySelectorAll("details[open]")].map((d) => d.id));
   root.textContent = "";
-  const site = st.site || {}, cs = (cfg && cfg.site) || {}, readings = st.readings || {};
-  const gridMeters = ((cfg && cfg.meters) || []).filter((m) => m.role === "grid").map((m) => readings[m.dev_id]).filter(Boolean);
+  const site = st.site || {}, cs = cfg.site || {}, readings = st.readings || {};
   const set = st.settings || {}, pw = set["site.max_power_w"] || {}, pc = set["site.max_current_ma"] || {};
-  const setting = (e, unit) => e.source === "formula" ? (e.error ? "error: " + e.error : unit(e.value)) + " = " + e.expr : unit(e.value);
-  const source = site.limit_reason || (pw.source === "formula" ? (/AVAIL/.test(pw.expr) ? "grid operator (formula)" : "formula") : "fixed");
-  const draw = site.grid_ma || (gridMeters[0] ? [gridMeters[0].current_l1_ma, gridMeters[0].current_l2_ma, gridMeters[0].current_l3_ma] : null);
+  const setting = (e, unit) => e.expr == null ? "–" : e.source === "formula" ? (e.error ? "error: " + e.error : unit(e.value)) + " = " + e.expr : unit(e.value);
+  const sum = (l) => Array.isArray(l) && l.some((v) => v) ? l : null;
   root.append(card("Site",
     h("div", {class: "grid"},
-      kv("Connection power", pw.expr != null ? setting(pw, kW) : "–", "big limit-power"),
-      kv("Connection current", site.limit_ma != null ? phases(site.limit_ma) : pc.expr != null ? setting(pc, A) + " per phase" : "–", "big"),
-      kv("Source", source),
-      kv("Reserve", cs.reserve_w != null ? cs.reserve_w + " W" : "–"),
-      kv("Draw per phase", draw ? phases(draw) : "no grid meter"),
-      kv("Available for EVs", site.available_ma != null ? phases(site.available_ma) : "–"),
-      kv("Overdraft", site.overdraft_ma != null ? phases(site.overdraft_ma) + (site.max_overdraft_ma != null ? " (max " + phases(site.max_overdraft_ma) + ")" : "") : "–"),
+      kv("Connection limit per phase", site.limit_ma != null ? phases(site.limit_ma) : setting(pc, A), "big site-limit"),
+      kv("Bound by", site.limit_reason ? reason(site.limit_reason) : pw.source || "–", "site-reason"),
+      kv("Power limit", setting(pw, kW), "limit-power"),
+      kv("Current limit", setting(pc, A)),
+      kv("Reserve", site.reserve_ma ? phases(site.reserve_ma) : cs.reserve_w != null ? cs.reserve_w + " W" : "–"),
+      kv("Draw per phase", site.grid_ma ? phases(site.grid_ma) : "no grid meter reading"),
+      kv("Available for EVs", site.available_ma != null ? phases(site.available_ma) : "–", "site-available"),
+      kv("Given to EVs", site.allocated_ma != null ? phases(site.allocated_ma) : "–"),
+      kv("Overdraft", (sum(site.overdraft_ma) ? phases(site.overdraft_ma) : "none") + (site.max_overdraft_ma ? " · max " + A(site.max_overdraft_ma) : "")
+        + (sum(site.overdraft_cut_ma) ? " · cut " + phases(site.overdraft_cut_ma) : ""), "overdraft"),
       kv("Mode", site.mode || cs.mode || "–")),
-    (st.errors || []).map((e) => note(e, "err"))));
+    (site.errors || []).map((e) => note(e, "warn"))));
   root.append(card("Power, last hours", chart(hist)));
-  root.append(evseTiles(cfg, st, dev, readings));
-  const meters = ((cfg && cfg.meters) || []);
+  root.append(evseTiles(cfg, st, readings));
+  const meters = cfg.meters || [];
   root.append(card("Meters", meters.length ? h("table", {},
     h("tr", {}, h("th", {}, "Meter"), h("th", {}, "Role"), h("th", {}, "Power"), h("th", {}, "Current L1/L2/L3"), h("th", {}, "Age")),
     meters.map((m) => {
       const r = readings[m.dev_id] || {};
-      return h("tr", {class: r.stale ? "stale" : ""}, h("td", {}, m.dev_id + (m.name ? " " + m.name : "")), h("td", {}, m.role),
-        h("td", {}, kW(r.power_w)), h("td", {}, phases([r.current_l1_ma, r.current_l2_ma, r.current_l3_ma])), h("td", {}, r.age_ms == null ? "no reading" : age(r.age_ms)));
+      return h("tr", {class: r.stale ? "stale" : "", "data-meter": m.dev_id}, h("td", {}, m.dev_id + (m.name ? " " + m.name : "")), h("td", {}, m.role),
+        h("td", {}, kW(r.power_w)), h("td", {}, phases([r.current_l1_ma, r.current_l2_ma, r.current_l3_ma])),
+        h("td", {}, r.age_ms == null ? "no reading" : age(r.age_ms) + (r.stale ? " (stale)" : "")));
     })) : note("No meters configured.")));
   root.append(card("Variables", varTable(vars), varForm()));
-  const known = new Set(["version", "uptime_s", "tick_count", "tick_cpu_ms", "admin_password_set", "site", "evses", "readings", "errors", "settings"]);
+  const known = new Set(["version", "uptime_s", "tick_count", "tick_cpu_ms", "admin_password_set", "site", "evses", "readings", "settings"]);
   const other = Object.keys(st).filter((k) => !known.has(k));
   if (other.length) {
     root.append(card("More status", other.map((k) => h("details", {id: "st-" + k, open: open.has("st-" + k)},
-      h("summary", {}, k), h("pre", {}, JSON.stringify(st[k], null, 1))))));
+      h("summary", {}, title(k)), h("pre", {}, JSON.stringify(st[k], null, 1))))));
   }
   document.getElementById("clock").textContent = "up " + Math.round(st.uptime_s / 60) + " min · tick " + st.tick_cpu_ms + " ms CPU";
 }
 
-function evseTiles(cfg, st, dev, readings) {
-  const evses = (cfg && cfg.evses) || [];
-  const devs = {};
-  for (const d of (dev && dev.devices) || []) devs[d.dev_id] = d;
-  const decisions = (st.evses && !Array.isArray(st.evses)) ? st.evses : {};
+const CAR_STATES = {Preparing: "connected", Charging: "charging", SuspendedEV: "connected (car paused)",
+  SuspendedEVSE: "connected (paused by limit)", Finishing: "finishing", Available: "none", Unavailable: "–", Faulted: "–"};
+
+function evseTiles(cfg, st, readings) {
+  const evses = cfg.evses || [];
+  const byId = {};
+  for (const e of Array.isArray(st.evses) ? st.evses : []) byId[e.dev_id] = e;
   const gw = st.gateway || {};
   return card("EVSEs", evses.length ? h("div", {class: "tiles"}, evses.map((e) => {
-    const r = readings[e.dev_id] || {}, d = devs[e.dev_id] || {}, dec = decisions[e.dev_id] || {};
-    const online = r.online != null ? r.online : d.state != null ? d.state !== "offline" : null;
-    const charging = r.charging != null ? r.charging : (r.power_w || d.cur_charging_power || 0) > 0;
-    const connected = r.connected != null ? r.connected : r.wants != null ? r.wants : null;
-    const state = r.state || d.state || (online === false ? "offline" : online ? "online" : "unknown");
-    const cls = online === false || state === "unknown" ? "off" : charging ? "charging" : connected ? "connected" : "idle";
-    const link = gw[e.dev_id] || (e.gateway && e.gateway.url ? {state: "configured"} : null);
+    const s = byId[e.dev_id] || {}, dec = s.decision || {};
+    const r = Object.assign({}, readings[e.dev_id] || {}, s.reading || {});
+    const status = r.status || s.status || r.state;
+    const online = r.online != null ? r.online : s.connected != null ? s.connected : dec.reason === "offline" ? false : null;
+    const amps = [r.current_l1_ma, r.current_l2_ma, r.current_l3_ma];
+    const charging = status === "Charging" || (r.power_w || 0) > 0 || amps.some((a) => (a || 0) > 0);
+    const car = CAR_STATES[status] || (charging ? "charging" : r.wants ? "connected" : r.wants === false ? "none" : "–");
+    const state = online === false ? "offline" : status || (online ? "online" : "unknown");
+    const cls = online === false || state === "unknown" ? "off" : charging ? "charging" : r.wants || /connected/.test(car) ? "connected" : "idle";
+    const link = gw[e.dev_id] || s.gateway || (e.gateway && e.gateway.url ? {state: "configured"} : null);
+    const ov = s.override;
     return h("article", {class: "tile " + cls, id: "evse-" + e.dev_id, "data-state": state},
       h("h3", {}, e.dev_id, " ", h("small", {}, e.name || e.address)),
       kv("State", state, "state"),
-      kv("Car", charging ? "charging" : connected ? "connected" : connected === false ? "none" : "–"),
-      kv("Current", phases([r.current_l1_ma, r.current_l2_ma, r.current_l3_ma])),
-      kv("Power", kW(r.power_w != null ? r.power_w : d.cur_charging_power)),
-      kv("Limit", (dec.current_ma != null ? A(dec.current_ma) : d.last_set_charging_cur != null ? A(d.last_set_charging_cur) : "–") + (dec.reason ? " · " + dec.reason : ""), "limit"),
-      kv("Session", r.session_energy_wh != null ? (r.session_energy_wh / 1000).toFixed(2) + " kWh" : "–"),
-      link ? kv("Backend", link.state || fmt(link)) : null,
-      h("p", {class: "muted"}, e.type + " · " + e.address + " #" + e.id + (e.mode === "monitor" ? " · monitor" : "")));
+      kv("Car", car, "car"),
+      kv("Current", phases(amps)),
+      kv("Power", kW(r.power_w)),
+      kv("Limit", (dec.current_ma != null ? A(dec.current_ma) : "–") + (dec.reason ? " · " + reason(dec.reason) : ""), "limit"),
+      kv("Energy", r.session_energy_wh != null ? (r.session_energy_wh / 1000).toFixed(2) + " kWh (session)" : r.energy_wh != null ? (r.energy_wh / 1000).toFixed(1) + " kWh (meter)" : "–"),
+      ov ? kv("Override", (ov.charging === false ? "paused" : "") + (ov.current_ma != null ? " " + A(ov.current_ma) : "") + (ov.rules === false ? " rules off" : ""), "override") : null,
+      link ? kv("Backend", link.state || fmt(link), "backend") : null,
+      h("p", {class: "muted"}, e.type + " · " + e.address + " #" + e.id + (e.mode === "monitor" ? " · monitor" : "")
+        + (s.reading_age_ms != null ? " · " + age(s.reading_age_ms) : "")));
   })) : note("No EVSEs configured yet: add one under Setup."));
 }
 
