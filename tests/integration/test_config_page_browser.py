@@ -126,7 +126,7 @@ def test_dashboard_shows_variables_and_sets_avail(manager, page):
     page.wait_for_selector('#vars tr[data-var="AVAIL"]')
     assert "100" in page.inner_text('#vars tr[data-var="AVAIL"]')
     expect(page.locator(".limit-power b")).to_have_text("55.00 kW = 55000 * AVAIL / 100")
-    expect(page.locator(".site-limit b")).to_have_text("35.0 A / 35.0 A / 35.0 A")  # the fuse binds
+    expect(page.locator(".site-limit b")).to_have_text("3 × 35.0 A")  # the fuse binds
     expect(page.locator(".site-reason b")).to_have_text("fuse (fixed current)")
     page.fill('[name="var-name"]', "AVAIL")
     page.fill('[name="var-val"]', "40")
@@ -135,7 +135,7 @@ def test_dashboard_shows_variables_and_sets_avail(manager, page):
     expect(page.locator('#vars tr[data-var="AVAIL"] td').nth(2)).to_have_text("40")
     assert call(manager.url + "/cnf?cmd=get_cm_vars")[2]["vars"][0]["val"] == 40
     expect(page.locator(".limit-power b")).to_have_text("22.00 kW = 55000 * AVAIL / 100")
-    expect(page.locator(".site-limit b")).to_have_text("31.9 A / 31.9 A / 31.9 A")  # 22000 W / 3 / 230 V
+    expect(page.locator(".site-limit b")).to_have_text("3 × 31.9 A")  # 22000 W / 3 / 230 V
     expect(page.locator(".site-reason b")).to_have_text("grid operator (formula)")
     page.fill('[name="var-name"]', "AVAIL")
     page.fill('[name="var-val"]', "40 +")
@@ -146,3 +146,75 @@ def test_dashboard_shows_variables_and_sets_avail(manager, page):
     # The same page on a phone.
     page.set_viewport_size({"width": 390, "height": 800})
     shot(page, "dashboard-phone")
+
+
+@pytest.fixture
+def inproc_manager(tmp_path):
+    """The manager built in this process (real HTTP server, real load management), with the control loop driven
+    by the test: it publishes readings as the meter and wallbox adapters do and runs ticks, so hours of chart data
+    take a second."""
+    import logging
+
+    from chargemanager.runtime import Runtime
+
+    runtime = Runtime(str(tmp_path / "data"), http_port=0, ocpp_port=0, host="127.0.0.1")
+    runtime.auth.set_password("1234abcd")
+    runtime.start()
+    runtime.url = "http://127.0.0.1:%d" % runtime.http_port
+    yield runtime
+    runtime.shutdown()
+    logging.getLogger().removeHandler(runtime.web.logs)
+
+
+def test_dashboard_chart_tiles_and_meters_from_live_readings(inproc_manager, page):
+    import math
+
+    from chargemanager.shim.clock import monotonic_ms
+
+    rt = inproc_manager
+    doc = call(rt.url + "/cnf?cmd=get_config")[2]["config"]
+    doc["site"].update({"max_power_w": 22000, "max_current_ma": 32000, "reserve_w": 500})
+    doc["evses"] = [{"dev_id": "E1", "name": "Garage", "type": "ocpp16", "address": "WALLBOX-1"},
+                    {"dev_id": "E2", "name": "Carport", "type": "ocpp16", "address": "WALLBOX-2"}]
+    doc["meters"] = [{"dev_id": "M1", "name": "House", "type": "eastron_sdm630", "role": "grid"}]
+    assert call(rt.url + "/cnf?cmd=set_config", method="POST", body={"config": doc})[0] == 200
+    start_s = 1_800_000_000
+    clock = [start_s]
+    rt.web.wall_s = lambda: clock[0]
+    for step in range(2 * 360):  # two hours, one reading every 10 s
+        clock[0] = start_s + step * 10
+        house_w = int(1500 + 800 * math.sin(step / 40.0))
+        ev_w = 11000 if 120 <= step < 600 else 0
+        per_phase_ma = (house_w + ev_w) * 1000 // (3 * 230)
+        now = monotonic_ms()
+        rt.readings.publish("M1", {"power_w": house_w + ev_w, "current_l1_ma": per_phase_ma,
+                                   "current_l2_ma": per_phase_ma, "current_l3_ma": per_phase_ma}, now)
+        ev_ma = ev_w * 1000 // (3 * 230)
+        rt.readings.publish("E1", {"online": True, "wants": True, "power_w": ev_w, "energy_wh": 1000 + step * 3,
+                                   "current_l1_ma": ev_ma, "current_l2_ma": ev_ma, "current_l3_ma": ev_ma}, now)
+        rt.readings.publish("E2", {"online": True, "wants": False, "power_w": 0}, now)
+        rt.tick(now)
+    status, _, hist = call(rt.url + "/cnf?cmd=get_history")
+    assert status == 200 and len(hist["points"]) == 720
+    assert hist["points"][200][2] == 11000 and hist["points"][10][2] == 0
+    login(page, rt)
+    page.wait_for_selector("svg.chart path.site")
+    assert page.get_attribute("svg.chart path.site", "d").count("L") == 719
+    assert page.get_attribute("svg.chart path.ev", "d").count("L") == 719
+    assert page.get_attribute("#evse-E2", "class") == "tile idle"
+    assert "no demand" in page.inner_text("#evse-E2")
+    assert "none" in page.inner_text("#evse-E2 .car")
+    meter = page.inner_text('[data-meter="M1"]')
+    assert "House" in meter and "kW" in meter
+    # The car stops charging: the tile follows.
+    rt.readings.publish("E1", {"online": True, "wants": True, "power_w": 0, "energy_wh": 3000,
+                               "current_l1_ma": 0, "current_l2_ma": 0, "current_l3_ma": 0}, monotonic_ms())
+    rt.tick()
+    expect(page.locator("#evse-E1")).to_have_class("tile connected")
+    rt.readings.publish("E1", {"online": True, "wants": True, "power_w": 7000, "energy_wh": 3000,
+                               "current_l1_ma": 10000, "current_l2_ma": 10000, "current_l3_ma": 10000},
+                        monotonic_ms())
+    rt.tick()
+    expect(page.locator("#evse-E1")).to_have_class("tile charging")
+    expect(page.locator("#evse-E1 .limit b")).not_to_have_text("–")
+    shot(page, "dashboard-live")

@@ -43,7 +43,7 @@ async function api(cmd, params, body) {
 const has = (cmd) => COMMANDS.has(cmd);
 const A = (ma) => ma == null ? "–" : (ma / 1000).toFixed(1) + " A";
 const kW = (w) => w == null ? "–" : (w / 1000).toFixed(2) + " kW";
-const phases = (list) => Array.isArray(list) ? list.map(A).join(" / ") : A(list);
+const phases = (l) => !Array.isArray(l) ? A(l) : l.length === 3 && l[0] != null && l[0] === l[1] && l[1] === l[2] ? "3 × " + A(l[0]) : l.map(A).join(" / ");
 const age = (ms) => ms == null ? "–" : ms < 1500 ? "now" : ms < 120000 ? Math.round(ms / 1000) + " s" : Math.round(ms / 60000) + " min";
 const fmt = (v) => v == null ? "–" : typeof v === "object" ? JSON.stringify(v) : String(v);
 function kv(label, value, cls) { return h("div", {class: "kv " + (cls || "")}, h("span", {}, label), h("b", {}, value)); }
@@ -191,7 +191,7 @@ function varForm() {
 function chart(hist) {
   const pts = (hist && hist.points) || [];
   if (pts.filter((p) => p[1] != null || p[2] != null).length < 2) return note("No power readings yet: the chart fills as meters and EVSEs report.");
-  const W = 600, H = 180, L = 44, B = 20;
+  const W = Math.max(280, Math.min(1060, view.clientWidth - 36)), H = W < 500 ? 160 : 220, L = 58, B = 20;  // real pixels: text stays legible
   const t0 = pts[0][0], t1 = Math.max(pts[pts.length - 1][0], t0 + 60);
   let max = 1000;
   for (const p of pts) max = Math.max(max, p[1] || 0, p[2] || 0);
@@ -208,7 +208,8 @@ function chart(hist) {
       s("text", {x: L - 4, y: y(max * f) + 4, "text-anchor": "end"}, (max * f / 1000).toFixed(1) + " kW"));
   }
   const tl = (t) => new Date(t * 1000).toTimeString().slice(0, 5);
-  svg.append(s("text", {x: L, y: H - 4}, tl(t0)), s("text", {x: W, y: H - 4, "text-anchor": "end"}, tl(t1)),
+  svg.append(s("text", {x: L, y: H - 4}, tl(t0)), s("text", {x: (L + W) / 2, y: H - 4, "text-anchor": "middle"}, tl((t0 + t1) / 2)),
+    s("text", {x: W, y: H - 4, "text-anchor": "end"}, tl(t1)),
     line(1, "site"), line(2, "ev"));
   return h("div", {}, svg, h("p", {class: "legend"}, h("i", {class: "site"}), "site ", h("i", {class: "ev"}), "EVs"));
 }
