@@ -218,3 +218,44 @@ def test_dashboard_chart_tiles_and_meters_from_live_readings(inproc_manager, pag
     expect(page.locator("#evse-E1")).to_have_class("tile charging")
     expect(page.locator("#evse-E1 .limit b")).not_to_have_text("–")
     shot(page, "dashboard-live")
+
+
+def test_actions_pause_an_evse_set_a_current_and_reset_the_overdraft(inproc_manager, page):
+    from chargemanager.shim.clock import monotonic_ms
+
+    rt = inproc_manager
+    doc = call(rt.url + "/cnf?cmd=get_config")[2]["config"]
+    doc["evses"] = [{"dev_id": "E1", "name": "Garage", "type": "ocpp16", "address": "WALLBOX-1"}]
+    assert call(rt.url + "/cnf?cmd=set_config", method="POST", body={"config": doc})[0] == 200
+    rt.readings.publish("E1", {"online": True, "wants": True, "power_w": 0}, monotonic_ms())
+    rt.tick()
+    login(page, rt)
+    page.click("#nav-actions")
+    page.wait_for_selector("#diag")
+    override = page.locator("form", has=page.locator('select[name="flags"]'))
+    override.locator('select[name="flags"]').select_option("C")
+    override.locator("button").click()
+    expect(override.locator(".msg")).to_have_text("done")
+    rt.tick()
+    evse = call(rt.url + "/cnf?cmd=get_status")[2]["evses"][0]
+    assert evse["override"]["charging"] is False and evse["decision"]["reason"] == "override"
+    override.locator('select[name="flags"]').select_option("c")
+    override.locator('input[name="mamps"]').fill("8000")
+    override.locator("button").click()
+    expect(override.locator(".msg")).to_have_text("done")
+    rt.tick()
+    evse = call(rt.url + "/cnf?cmd=get_status")[2]["evses"][0]
+    assert evse["override"] == {"current_ma": 8000, "charging": True, "rules": True}
+    override.locator('input[name="mamps"]').fill("lots")
+    override.locator("button").click()
+    expect(override.locator(".msg")).to_contain_text("mamps must be a whole number")
+    reset = page.locator("section", has=page.locator("h2", has_text="Reset the overdraft"))
+    reset.locator("button").click()
+    expect(reset.locator(".msg")).to_have_text("done")
+    shot(page, "actions")
+    page.click("#nav-dash")
+    expect(page.locator("#evse-E1 .override b")).to_contain_text("8.0 A")
+    with page.expect_download() as download:
+        page.goto(rt.url + "/#actions")
+        page.click("#diag")
+    assert download.value.suggested_filename.startswith("chargemanager-diagnostics-")

@@ -434,19 +434,21 @@ async function actions() {
   const cf = await api("get_config");
   const evses = (cf.data.config && cf.data.config.evses) || [];
   const pick = () => h("select", {name: "dev"}, evses.map((e) => h("option", {value: e.dev_id}, e.dev_id + " " + (e.name || e.address))));
-  const result = (r) => h("span", {class: r.ok ? "msg ok" : "msg err"}, r.ok ? "done" : r.data.error);
   function action(title_, text, controls, run) {
-    const out = h("span");
+    const out = h("span", {class: "msg"});
     return card(title_, note(text), h("form", {class: "inline", onsubmit: async (ev) => {
-      ev.preventDefault(); out.textContent = "…"; const r = await run(ev.target); out.replaceWith(result(r));
+      ev.preventDefault(); out.textContent = "…"; out.className = "msg";
+      const r = await run(ev.target);
+      out.textContent = r.ok ? "done" : r.data.error; out.className = r.ok ? "msg ok" : "msg err";
     }}, controls, out));
   }
   const parts = [];
   if (has("override_device")) {
-    const mamps = h("input", {name: "mamps", placeholder: "mA, empty: no limit", inputmode: "numeric", size: 12});
-    const flags = h("select", {name: "flags"}, [["", "limit only"], ["C", "pause charging"], ["c", "allow charging"]].map(([v, t]) => h("option", {value: v}, t)));
-    parts.push(action("Override or pause an EVSE", "A manual limit or pause for one EVSE (until changed back).", [pick(), mamps, flags, h("button", {}, "Apply")],
-      (f) => { const p = {dev_id: f.dev.value}; if (mamps.value) p.mamps = mamps.value; if (flags.value) p.flags = flags.value; return api("override_device", p); }));
+    const mamps = h("input", {name: "mamps", placeholder: "empty: no override", inputmode: "numeric", size: 12});
+    const flags = h("select", {name: "flags"}, [["", "unchanged"], ["C", "pause"], ["c", "allow"]].map(([v, t]) => h("option", {value: v}, t)));
+    parts.push(action("Override or pause an EVSE", "A manual current limit or pause for one EVSE, until changed back here.",
+      [h("label", {}, "EVSE ", pick()), h("label", {}, "Current (mA) ", mamps), h("label", {}, "Charging ", flags), h("button", {}, "Apply")],
+      (f) => { const p = {dev_id: f.dev.value, mamps: mamps.value.trim()}; if (flags.value) p.flags = flags.value; return api("override_device", p); }));
   }
   if (has("clear_profiles")) {
     parts.push(action("Clear charging profiles", "Remove every charging profile from a wallbox (before it is used without the manager).",
