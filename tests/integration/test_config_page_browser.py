@@ -108,6 +108,26 @@ def test_login_setup_field_errors_and_add_an_ocpp_evse(manager, page):
         ("E1", "ocpp16", "WALLBOX-1", 1, "Garage")]
     assert body["config"]["site"]["max_power_w"] == "55000 * AVAIL / 100"
     shot(page, "setup")
+    # A charging rule (an ordered list inside the EVSE): pause while TARIF is 1 at night.
+    page.click("#item-evses_0_ summary")
+    page.click('[data-add="evses[0].rules"]')
+    page.fill('[data-path="evses[0].rules[0].condition"]', "TARIF == == 1")
+    page.select_option('[data-path="evses[0].rules[0].action"]', "pause")
+    page.check('[data-path="evses[0].rules[0].time"]')
+    page.fill('[data-path="evses[0].rules[0].time.from"]', "22:00")
+    page.fill('[data-path="evses[0].rules[0].time.to"]', "06:00")
+    page.click("#save")
+    page.wait_for_selector('[data-err="evses[0].rules[0]"] div')
+    assert "condition" in page.inner_text('[data-err="evses[0].rules[0]"]')
+    assert call(manager.url + "/cnf?cmd=get_config")[2]["config"]["evses"][0]["rules"] == []
+    page.fill('[data-path="evses[0].rules[0].condition"]', "TARIF == 1")
+    page.click("#save")
+    page.wait_for_selector("#save-msg.ok")
+    rules = call(manager.url + "/cnf?cmd=get_config")[2]["config"]["evses"][0]["rules"]
+    assert [(r["condition"], r["action"], r["time"]["from"], r["time"]["to"]) for r in rules] == [
+        ("TARIF == 1", "pause", "22:00", "06:00")]
+    page.click("#item-evses_0_ summary")
+    shot(page, "setup-rules")
     page.click("#nav-dash")
     page.wait_for_selector("#evse-E1")
     assert "Garage" in page.inner_text("#evse-E1")

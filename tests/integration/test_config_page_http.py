@@ -208,3 +208,22 @@ def test_static_files_are_served_without_login_and_pages_forbid_framing(manager)
     assert b.request("/static/../views/page.tpl")[0] in (403, 404)
     status, headers, _ = b.request("/login")
     assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+
+
+def test_page_weight(manager, capsys):
+    """Everything the dashboard loads: the page, one stylesheet, one script (no images, fonts, third parties)."""
+    b = Browserless(manager.url)
+    b.login("1234abcd")
+    status, _, page = b.request("/")
+    assert status == 200
+    assets = re.findall(rb'(?:href|src)="(/[^"]+)"', page)
+    assert sorted(assets) == [b"/static/app.css", b"/static/app.js"]
+    sizes = {"page": len(page)}
+    for path in assets:
+        status, _, body = b.request(path.decode())
+        assert status == 200
+        sizes[path.decode().rsplit("/", 1)[1]] = len(body)
+    total = sum(sizes.values())
+    with capsys.disabled():
+        print("\nconfig page weight: %s = %d bytes" % (", ".join("%s %d" % kv for kv in sizes.items()), total))
+    assert total < 48 * 1024, sizes

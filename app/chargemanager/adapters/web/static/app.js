@@ -217,10 +217,12 @@ function chart(hist) {
 // --- setup ---------------------------------------------------------------------------------------------------
 const TITLES = {site: "Site", evses: "EVSEs", meters: "Meters", ocpp: "OCPP", http: "HTTP", smgw: "Smart Meter Gateway",
   inputs: "Inputs", gateway: "OCPP gateway to the backend", server: "Server", rules: "Charging rules"};
+const ADD = {evses: "EVSE", meters: "meter", rules: "rule", inputs: "input", certificates: "certificate"};
 const UNITS = {w: "W", ma: "mA", v: "V", ms: "ms", s: "s", wh: "Wh"};
-const WORDS = {id: "ID", tls: "TLS", url: "URL", ocpp: "OCPP", smgw: "SMGW", ca: "CA", l1: "L1", ip: "IP"};
+const WORDS = {evse: "EVSE", id: "ID", tls: "TLS", url: "URL", ocpp: "OCPP", smgw: "SMGW", ca: "CA", l1: "L1", ip: "IP"};
 function title(k) {
   if (TITLES[k]) return TITLES[k];
+  if (/_ma_per_s$/.test(k)) return title(k.replace(/_ma_per_s$/, "")) + " (mA/s)";
   const parts = k.split("_"), unit = parts.length > 1 && UNITS[parts[parts.length - 1]] ? UNITS[parts.pop()] : null;
   const text = parts.map((w) => WORDS[w] || w).join(" ");
   return text.charAt(0).toUpperCase() + text.slice(1) + (unit ? " (" + unit + ")" : "");
@@ -271,6 +273,13 @@ function editor(t, value, path, set, field) {
     return box;
   }
   if (t.t === "list" && t.item.t === "object" && t.item.fields.length) return listEditor(t, value || [], path, set);
+  if (t.t === "nullable" && t.inner.t === "object" && t.inner.fields.length) {
+    // An optional group (a rule's time window): a switch, and the group's fields while it is on.
+    const on = value != null;
+    return h("div", {}, h("label", {class: "switch"}, h("input", {type: "checkbox", "data-path": path, checked: on, onchange: (ev) => {
+      set(ev.target.checked ? defaultsOf(t.inner) : null); touch(); redraw();
+    }}), " use"), h("div", {class: "ferr", "data-err": path}), on ? editor(t.inner, value, path, set) : null);
+  }
   if (t.t === "nullable") return input(t.inner, value, path, set, field, true);
   return input(t, value, path, set, field, false);
 }
@@ -315,23 +324,29 @@ function listEditor(t, items, path, set) {
   const box = h("div", {class: "list", "data-list": path});
   items.forEach((item, i) => {
     const sub = path + "[" + i + "]";
-    const label = (item.dev_id || "#" + (i + 1)) + (item.name ? " · " + item.name : "") + (item.type ? " · " + item.type : "") + (item.address ? " · " + item.address : "");
+    const label = (item.dev_id || "#" + (i + 1)) + [item.name, item.type, item.address, item.role,
+      item.action && item.action + (item.condition ? " if " + item.condition : "")].filter(Boolean).map((x) => " · " + x).join("");
     box.append(h("details", {class: "item", open: openItems.has(item), ontoggle: (ev) => { if (ev.target.open) openItems.add(item); else openItems.delete(item); }, id: "item-" + sub.replace(/[^A-Za-z0-9]/g, "_")},
       h("summary", {}, label, h("div", {class: "ferr", "data-err": sub})),
       editor(t.item, item, sub, () => {}),
-      h("button", {type: "button", class: "danger", onclick: () => { items.splice(i, 1); touch(); redraw(); }}, "Remove " + (item.dev_id || "entry"))));
+      h("div", {class: "itembar"}, i > 0 ? h("button", {type: "button", class: "add", onclick: () => { items.splice(i - 1, 0, items.splice(i, 1)[0]); touch(); redraw(); }}, "Move up") : null,
+        h("button", {type: "button", class: "danger", onclick: () => { items.splice(i, 1); touch(); redraw(); }}, "Remove " + (item.dev_id || "entry")))));
   });
   box.append(h("button", {type: "button", class: "add", "data-add": path, onclick: () => {
-    const fresh = {};
-    for (const f of t.item.fields) if (f.default !== null || f.key !== "dev_id") fresh[f.key] = f.default === null ? undefined : JSON.parse(JSON.stringify(f.default));
+    const fresh = defaultsOf(t.item);
     if (t.unique) fresh[t.unique] = nextId(path, items, t.unique);
-    for (const k of Object.keys(fresh)) if (fresh[k] === undefined) delete fresh[k];
     items.push(fresh);
     openItems.add(fresh);
     touch();
     redraw();
-  }}, "Add " + title(path.split(".").pop().replace(/\[\d+\]/g, "")).replace(/s$/, "")));
+  }}, "Add " + (ADD[path.split(".").pop()] || "entry")));
   return box;
+}
+
+function defaultsOf(t) {
+  const out = {};
+  for (const f of t.fields) if (f.default !== null || !f.required) out[f.key] = f.default === null ? null : JSON.parse(JSON.stringify(f.default));
+  return out;
 }
 
 function nextId(path, items, key) {
