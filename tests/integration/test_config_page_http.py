@@ -1,6 +1,6 @@
 """The config page's login, session and CSRF rules over plain HTTP against a real manager (no browser needed)."""
 
-import base64
+import gzip
 import http.cookiejar
 import io
 import json
@@ -224,6 +224,15 @@ def test_page_weight(manager, capsys):
         assert status == 200
         sizes[path.decode().rsplit("/", 1)[1]] = len(body)
     total = sum(sizes.values())
+    wire = sizes["page"]
+    for path in assets:  # what a browser transfers: the script and stylesheet gzip-compressed
+        status, headers, body = b.request(path.decode(), headers={"Accept-Encoding": "gzip"})
+        assert status == 200 and headers["Content-Encoding"] == "gzip"
+        assert len(gzip.decompress(body)) == sizes[path.decode().rsplit("/", 1)[1]]
+        wire += len(body)
+        status, _, _ = b.request(path.decode(), headers={"Accept-Encoding": "gzip", "If-None-Match": headers["ETag"]})
+        assert status == 304
     with capsys.disabled():
-        print("\nconfig page weight: %s = %d bytes" % (", ".join("%s %d" % kv for kv in sizes.items()), total))
-    assert total < 48 * 1024, sizes
+        print("\nconfig page weight: %s = %d bytes; %d bytes on the wire (gzip)"
+              % (", ".join("%s %d" % kv for kv in sizes.items()), total, wire))
+    assert total < 48 * 1024 and wire < 16 * 1024, sizes

@@ -129,6 +129,7 @@ class WebUI:
         self.logs = LogRing()
         self.logs.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         self._form = form_description(CONFIG_SCHEMA)
+        self._gzip_cache = {}
         self.wall_s = wall_time_s  # the chart's time axis (a test may replay hours in seconds)
 
     # --- wiring into the runtime ----------------------------------------------------------------------------
@@ -330,6 +331,25 @@ class WebUI:
         return bottle.redirect("/login", 303)
 
     def static(self, name):
+        """Static files; the script and the stylesheet gzip-compressed (once, kept in memory) for clients that take it."""
+        path = os.path.abspath(os.path.join(STATIC, name))
+        if ("gzip" in (bottle.request.get_header("Accept-Encoding") or "") and name in ("app.js", "app.css")
+                and os.path.dirname(path) == STATIC and os.path.isfile(path)):
+            stat = os.stat(path)
+            etag = '"%x-%x-gz"' % (int(stat.st_mtime), stat.st_size)
+            headers = {"ETag": etag, "Vary": "Accept-Encoding", "Cache-Control": "no-cache",
+                       "X-Content-Type-Options": "nosniff"}
+            if bottle.request.get_header("If-None-Match") == etag:
+                return bottle.HTTPResponse(status=304, **headers)
+            cached = self._gzip_cache.get(name)
+            if cached is None or cached[0] != etag:
+                with open(path, "rb") as f:
+                    cached = (etag, gzip.compress(f.read(), mtime=0))
+                self._gzip_cache[name] = cached
+            headers["Content-Encoding"] = "gzip"
+            headers["Content-Type"] = ("application/javascript" if name.endswith(".js") else "text/css") + \
+                "; charset=utf-8"
+            return bottle.HTTPResponse(cached[1], **headers)
         response = bottle.static_file(name, root=STATIC)
         response.set_header("X-Content-Type-Options", "nosniff")
         response.set_header("Cache-Control", "no-cache")  # revalidated (Last-Modified): an update shows at once
