@@ -64,7 +64,11 @@ window.addEventListener("hashchange", route);
 let cfgCache = null;
 
 async function dashboard() {
-  const root = h("div", {id: "dash"});
+  // Fixed slots refreshed in place, so the variable form keeps focus and typed text across refreshes.
+  const root = h("div", {id: "dash"}), problem = h("p", {class: "err"});
+  root.slots = {site: h("div"), chart: h("div"), evses: h("div"), meters: h("div"), vars: h("div"), other: h("div")};
+  root.append(problem, root.slots.site, root.slots.chart, root.slots.evses, root.slots.meters,
+    card("Variables", root.slots.vars, varForm()), root.slots.other);
   view.append(root);
   let round = 0;
   async function refresh() {
@@ -75,9 +79,10 @@ async function dashboard() {
       if (cfg && cfg.ok) cfgCache = cfg.data.config;
       if (hist && hist.ok) root.hist = hist.data;
       if (!root.isConnected) return;
-      drawDashboard(root, st.data, vars.data.vars || [], cfgCache || {}, root.hist);
+      drawDashboard(root.slots, st.data, vars.data.vars || [], cfgCache || {}, root.hist);
+      problem.textContent = "";
     } catch (e) {
-      root.prepend(note("Cannot reach the appliance: " + e.message, "err"));
+      problem.textContent = "Cannot reach the appliance: " + e.message;
     }
     round++;
     timer = setTimeout(refresh, 2000);
@@ -92,14 +97,15 @@ const REASONS = {fuse: "fuse (fixed current)", site_power: "power limit (fixed)"
   no_demand: "no demand", offline: "offline", monitor: "monitor mode"};
 const reason = (r) => REASONS[r] || r;
 
-function drawDashboard(root, st, vars, cfg, hist) {
-  const open = new Set([...root.querySelectorAll("details[open]")].map((d) => d.id));
-  root.textContent = "";
+function fill(slot, ...kids) { slot.textContent = ""; slot.append(...kids.flat().filter(Boolean)); }
+
+function drawDashboard(slots, st, vars, cfg, hist) {
+  const open = new Set([...slots.other.querySelectorAll("details[open]")].map((d) => d.id));
   const site = st.site || {}, cs = cfg.site || {}, readings = st.readings || {};
   const set = st.settings || {}, pw = set["site.max_power_w"] || {}, pc = set["site.max_current_ma"] || {};
   const setting = (e, unit) => e.expr == null ? "–" : e.source === "formula" ? (e.error ? "error: " + e.error : unit(e.value)) + " = " + e.expr : unit(e.value);
   const sum = (l) => Array.isArray(l) && l.some((v) => v) ? l : null;
-  root.append(card("Site",
+  fill(slots.site, card("Site",
     h("div", {class: "grid"},
       kv("Connection limit per phase", site.limit_ma != null ? phases(site.limit_ma) : setting(pc, A), "big site-limit"),
       kv("Bound by", site.limit_reason ? reason(site.limit_reason) : pw.source || "–", "site-reason"),
@@ -113,10 +119,10 @@ function drawDashboard(root, st, vars, cfg, hist) {
         + (sum(site.overdraft_cut_ma) ? " · cut " + phases(site.overdraft_cut_ma) : ""), "overdraft"),
       kv("Mode", site.mode || cs.mode || "–")),
     (site.errors || []).map((e) => note(e, "warn"))));
-  root.append(card("Power, last hours", chart(hist)));
-  root.append(evseTiles(cfg, st, readings));
+  fill(slots.chart, card("Power, last hours", chart(hist)));
+  fill(slots.evses, evseTiles(cfg, st, readings));
   const meters = cfg.meters || [];
-  root.append(card("Meters", meters.length ? h("table", {},
+  fill(slots.meters, card("Meters", meters.length ? h("table", {},
     h("tr", {}, h("th", {}, "Meter"), h("th", {}, "Role"), h("th", {}, "Power"), h("th", {}, "Current L1/L2/L3"), h("th", {}, "Age")),
     meters.map((m) => {
       const r = readings[m.dev_id] || {};
@@ -124,13 +130,11 @@ function drawDashboard(root, st, vars, cfg, hist) {
         h("td", {}, kW(r.power_w)), h("td", {}, phases([r.current_l1_ma, r.current_l2_ma, r.current_l3_ma])),
         h("td", {}, r.age_ms == null ? "no reading" : age(r.age_ms) + (r.stale ? " (stale)" : "")));
     })) : note("No meters configured.")));
-  root.append(card("Variables", varTable(vars), varForm()));
+  fill(slots.vars, varTable(vars));
   const known = new Set(["version", "uptime_s", "tick_count", "tick_cpu_ms", "admin_password_set", "site", "evses", "readings", "settings"]);
   const other = Object.keys(st).filter((k) => !known.has(k));
-  if (other.length) {
-    root.append(card("More status", other.map((k) => h("details", {id: "st-" + k, open: open.has("st-" + k)},
-      h("summary", {}, title(k)), h("pre", {}, JSON.stringify(st[k], null, 1))))));
-  }
+  fill(slots.other, other.length ? card("More status", other.map((k) => h("details", {id: "st-" + k, open: open.has("st-" + k)},
+      h("summary", {}, title(k)), h("pre", {}, JSON.stringify(st[k], null, 1))))) : null);
   document.getElementById("clock").textContent = "up " + Math.round(st.uptime_s / 60) + " min · tick " + st.tick_cpu_ms + " ms CPU";
 }
 
