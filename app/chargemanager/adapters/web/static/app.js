@@ -120,7 +120,7 @@ function drawDashboard(slots, st, vars, cfg, hist) {
       kv("Mode", site.mode || cs.mode || "–")),
     (site.errors || []).map((e) => note(e, "warn"))));
   fill(slots.chart, card("Power, last hours", chart(hist)));
-  fill(slots.evses, evseTiles(cfg, st, readings));
+  fill(slots.evses, evseTiles(cfg, st, readings), st.ocpp ? ocppCard(st.ocpp) : null);
   const meters = cfg.meters || [];
   fill(slots.meters, card("Meters", meters.length ? h("table", {},
     h("tr", {}, h("th", {}, "Meter"), h("th", {}, "Role"), h("th", {}, "Power"), h("th", {}, "Current L1/L2/L3"), h("th", {}, "Age")),
@@ -131,15 +131,27 @@ function drawDashboard(slots, st, vars, cfg, hist) {
         h("td", {}, r.age_ms == null ? "no reading" : age(r.age_ms) + (r.stale ? " (stale)" : "")));
     })) : note("No meters configured.")));
   fill(slots.vars, varTable(vars));
-  const known = new Set(["version", "uptime_s", "tick_count", "tick_cpu_ms", "admin_password_set", "site", "evses", "readings", "settings"]);
+  const known = new Set(["version", "uptime_s", "tick_count", "tick_cpu_ms", "admin_password_set", "site", "evses", "readings", "settings", "ocpp"]);
   const other = Object.keys(st).filter((k) => !known.has(k));
   fill(slots.other, other.length ? card("More status", other.map((k) => h("details", {id: "st-" + k, open: open.has("st-" + k)},
       h("summary", {}, title(k)), h("pre", {}, JSON.stringify(st[k], null, 1))))) : null);
   document.getElementById("clock").textContent = "up " + Math.round(st.uptime_s / 60) + " min · tick " + st.tick_cpu_ms + " ms CPU";
 }
 
+function ocppCard(o) {
+  const seen = o.seen_unconfigured || [];
+  return card("OCPP server",
+    h("div", {class: "grid"}, kv("Server", o.running ? "listening on port " + o.port : "not running"),
+      kv("Connected boxes", (o.connected || []).join(", ") || "none", "ocpp-connected")),
+    o.error ? note(o.error, "warn") : null,
+    seen.length ? h("div", {id: "ocpp-seen"}, note("Boxes that tried to connect but are not configured (add them under Setup with this ChargeBox ID):"),
+      h("ul", {}, seen.map((b) => h("li", {}, h("code", {}, b.chargebox_id), " · " + (b.count || 1) + " tries" + (b.peer ? " from " + b.peer : ""))))) : null,
+    Object.keys(o.events || {}).length ? h("details", {}, h("summary", {}, "Recent OCPP events"),
+      Object.entries(o.events).map(([box, ev]) => h("div", {}, h("b", {}, box), h("pre", {}, ev.join("\n"))))) : null);
+}
+
 const CAR_STATES = {Preparing: "connected", Charging: "charging", SuspendedEV: "connected (car paused)",
-  SuspendedEVSE: "connected (paused by limit)", Finishing: "finishing", Available: "none", Unavailable: "–", Faulted: "–"};
+  SuspendedEVSE: "connected (paused by limit)", Finishing: "finishing", Available: "none", Unavailable: "–", Faulted: "–", Offline: "–"};
 
 function evseTiles(cfg, st, readings) {
   const evses = cfg.evses || [];
@@ -147,14 +159,15 @@ function evseTiles(cfg, st, readings) {
   for (const e of Array.isArray(st.evses) ? st.evses : []) byId[e.dev_id] = e;
   const gw = st.gateway || {};
   return card("EVSEs", evses.length ? h("div", {class: "tiles"}, evses.map((e) => {
-    const s = byId[e.dev_id] || {}, dec = s.decision || {};
+    const s = byId[e.dev_id] || {}, dec = s.decision || {}, oc = s.ocpp || {}, tx = oc.transaction;
     const r = Object.assign({}, readings[e.dev_id] || {}, s.reading || {});
-    const status = r.status || s.status || r.state;
+    const status = r.state || oc.status || r.status;
+    if (r.session_energy_wh == null && tx && tx.meter_start_wh != null && r.energy_wh != null) r.session_energy_wh = r.energy_wh - tx.meter_start_wh;
     const online = r.online != null ? r.online : s.connected != null ? s.connected : dec.reason === "offline" ? false : null;
     const amps = [r.current_l1_ma, r.current_l2_ma, r.current_l3_ma];
     const charging = status === "Charging" || (r.power_w || 0) > 0 || amps.some((a) => (a || 0) > 0);
     const car = CAR_STATES[status] || (charging ? "charging" : r.wants ? "connected" : r.wants === false ? "none" : "–");
-    const state = online === false ? "offline" : status || (online ? "online" : "unknown");
+    const state = online === false ? (status && status !== "Offline" ? status + " (offline)" : "offline") : status || (online ? "online" : "unknown");
     const cls = online === false || state === "unknown" ? "off" : charging ? "charging" : r.wants || /connected/.test(car) ? "connected" : "idle";
     const link = gw[e.dev_id] || s.gateway || (e.gateway && e.gateway.url ? {state: "configured"} : null);
     const ov = s.override;
