@@ -236,7 +236,7 @@ const TITLES = {site: "Site", evses: "EVSEs", meters: "Meters", ocpp: "OCPP", ht
   inputs: "Inputs", gateway: "OCPP gateway to the backend", server: "Server", rules: "Charging rules"};
 const ADD = {evses: "EVSE", meters: "meter", rules: "rule", inputs: "input", certificates: "certificate"};
 const UNITS = {w: "W", ma: "mA", v: "V", ms: "ms", s: "s", wh: "Wh"};
-const WORDS = {evse: "EVSE", id: "ID", tls: "TLS", url: "URL", ocpp: "OCPP", smgw: "SMGW", ca: "CA", l1: "L1", ip: "IP"};
+const WORDS = {cls: "CLS", evse: "EVSE", id: "ID", tls: "TLS", url: "URL", ocpp: "OCPP", smgw: "SMGW", ca: "CA", l1: "L1", ip: "IP"};
 function title(k) {
   if (TITLES[k]) return TITLES[k];
   if (/_ma_per_s$/.test(k)) return title(k.replace(/_ma_per_s$/, "")) + " (mA/s)";
