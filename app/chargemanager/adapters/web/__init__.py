@@ -49,6 +49,9 @@ STATIC = os.path.join(HERE, "static")
 
 SESSION_COOKIE = "cm_session"
 PRELOGIN_COOKIE = "cm_prelogin"
+MAX_FORM_BYTES = 8192                     # login and first-run forms: read nothing bigger
+MAX_UPDATE_BYTES = 1024 * 1024 * 1024     # an update bundle (a compressed root file system)
+UPLOAD_CHUNK_BYTES = 1024 * 1024
 SESSION_IDLE_S = 8 * 3600
 MAX_SESSIONS = 32
 
@@ -130,6 +133,9 @@ class WebUI:
         self.logs.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         self._form = form_description(CONFIG_SCHEMA)
         self._gzip_cache = {}
+        self._update_lock = threading.Lock()
+        self.max_body_bytes = MAX_UPDATE_BYTES + 65536
+        self.update_paths = None  # the updater's appliance paths (None: its defaults); tests point them at files
         self.wall_s = wall_time_s  # the chart's time axis (a test may replay hours in seconds)
 
     # --- wiring into the runtime ----------------------------------------------------------------------------
@@ -216,6 +222,7 @@ class WebUI:
         app.route("/logout", "POST", self.post_logout)
         app.route("/ui/cnf", ["GET", "POST"], self.ui_cnf)
         app.route("/ui/diagnostics.tar.gz", "GET", self.diagnostics)
+        app.route("/ui/update", "POST", self.post_update)
         app.route("/static/<name:path>", "GET", self.static)
 
     def _headers(self):
@@ -255,6 +262,8 @@ class WebUI:
         return token
 
     def _prelogin_ok(self):
+        if bottle.request.content_length > MAX_FORM_BYTES:
+            return False
         return self._origin_ok() and _same(bottle.request.forms.get("csrf") or "",
                                            bottle.request.get_cookie(PRELOGIN_COOKIE) or "")
 
@@ -270,7 +279,8 @@ class WebUI:
         session = self._session()
         if session is None:
             return bottle.redirect("/login", 303)
-        return self._render("page", csrf=session.csrf, commands=",".join(self.runtime.commands.names()))
+        features = self.runtime.commands.names() + (["ui:update"] if _updater() is not None else [])
+        return self._render("page", csrf=session.csrf, commands=",".join(features))
 
     def page_login(self, error=None, status=200):
         if not self.runtime.auth.password_set:
@@ -324,7 +334,7 @@ class WebUI:
 
     def post_logout(self):
         session = self._session()
-        if session is not None and self._origin_ok() and _same(bottle.request.forms.get("csrf") or "",
+        if session is not None and bottle.request.content_length <= MAX_FORM_BYTES and self._origin_ok() and _same(bottle.request.forms.get("csrf") or "",
                                                                session.csrf):
             self.sessions.drop(session.sid)
             self._set_cookie(SESSION_COOKIE, "", max_age=0)
@@ -398,6 +408,64 @@ class WebUI:
             log.exception("config page command %r failed", request.query.get("cmd"))
             return self._json(500, {"error": "internal error; see the appliance log"})
 
+    def post_update(self):
+        """An update bundle as the request body: stored on the data partition, then verified and installed by the
+        updater (the same path as the USB stick): nothing is written to a slot before the bundle checked out."""
+        request = bottle.request
+        session = self._session()
+        if session is None:
+            return self._json(401, {"error": "not logged in (or the session expired): open /login"})
+        if not _same(request.get_header("X-CSRF-Token") or "", session.csrf) or not self._origin_ok():
+            return self._json(403, {"error": "missing or wrong CSRF token; reload the page"})
+        updater = _updater()
+        if updater is None:
+            return self._json(404, {"error": "this build has no updater"})
+        length = request.content_length
+        if length <= 0:
+            return self._json(400, {"error": "send the bundle file as the request body (with Content-Length)"})
+        if length > MAX_UPDATE_BYTES:
+            return self._json(413, {"error": "bundle of %d bytes is larger than the limit of %d bytes"
+                                             % (length, MAX_UPDATE_BYTES), "limit": MAX_UPDATE_BYTES})
+        if not self._update_lock.acquire(blocking=False):
+            return self._json(409, {"error": "another update is being uploaded or installed"})
+        # A dot-name ending in .tmp: the store removes a leftover at the next start (power cut mid-upload).
+        path = self.runtime.store.path(".update-upload.tmp")
+        lines = []
+        try:
+            try:
+                received = _receive(request.environ["wsgi.input"], length, path)
+            except OSError as exc:
+                log.error("config page: cannot store the uploaded bundle: %s", exc)
+                return self._json(500, {"error": "cannot store the bundle on the data partition (%s); nothing was "
+                                                 "installed" % (exc.strerror or exc)})
+            if received != length:
+                return self._json(400, {"error": "upload incomplete: %d of %d bytes; nothing was installed"
+                                                 % (received, length)})
+            force = request.query.get("force") == "1"
+            log.info("config page: update bundle of %d bytes uploaded from %s%s", length, self._client(),
+                     " (forced)" if force else "")
+            kwargs = {} if self.update_paths is None else {"paths": self.update_paths}
+            try:
+                manifest = updater.install_on_appliance(path, force=force, log=lines.append, **kwargs)
+            except updater.UpdateError as exc:
+                log.warning("config page: update refused: %s", exc)
+                return self._json(400, {"error": "update refused: %s; nothing was installed" % exc, "log": lines})
+            except OSError as exc:
+                log.error("config page: update failed: %s", exc)
+                return self._json(500, {"error": "update failed: %s (%s)" % (
+                    exc.strerror or exc, getattr(exc, "filename", "") or ""), "log": lines})
+            log.info("config page: version %s installed to the inactive slot", manifest.get("version"))
+            return self._json(200, {"ok": True, "version": manifest.get("version"), "log": lines,
+                                    "next": "restart the appliance to start version %s; if it does not come up "
+                                            "healthy, the appliance falls back to the running version"
+                                            % manifest.get("version")})
+        finally:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            self._update_lock.release()
+
     def diagnostics(self):
         """A tar.gz with the configuration (secrets replaced), status, variables and the recent log lines."""
         if self._session() is None:
@@ -440,6 +508,30 @@ def _sum_power(snapshot, dev_ids, now_ms):
             continue
         total = (total or 0) + power
     return total
+
+
+def _updater():
+    """The updater module, or None in a build without it."""
+    try:
+        from chargemanager.adapters import updater
+    except ImportError:
+        return None
+    return updater
+
+
+def _receive(stream, length, path):
+    """Copy `length` bytes of the request body to `path` (fsynced); returns the bytes received."""
+    received = 0
+    with open(path, "wb") as f:
+        while received < length:
+            chunk = stream.read(min(UPLOAD_CHUNK_BYTES, length - received))
+            if not chunk:
+                break
+            f.write(chunk)
+            received += len(chunk)
+        f.flush()
+        os.fsync(f.fileno())
+    return received
 
 
 def install(runtime):

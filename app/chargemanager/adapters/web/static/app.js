@@ -488,8 +488,8 @@ async function actions() {
   }
   const resetCmd = ["reset_overdraft", "reset_max_overdraft"].find(has);
   if (resetCmd) parts.push(action("Reset the overdraft", "Forget the largest overdraft seen.", [h("button", {}, "Reset")], () => api(resetCmd, {}, {})));
-  const updCmd = ["upload_update", "install_update"].find(has);
-  if (updCmd) parts.push(updateCard(updCmd));
+  const updCmd = has("ui:update");
+  if (updCmd) parts.push(updateCard());
   parts.push(card("Diagnostics", note("Configuration without secrets, status, variables and the recent log, as one file for support."),
     h("a", {class: "button", href: "/ui/diagnostics.tar.gz", download: true, id: "diag"}, "Download diagnostics")));
   const missing = [["override_device", "override/pause"], ["clear_profiles", "clear profiles"]].filter(([c]) => !has(c)).map(([, t]) => t);
@@ -499,22 +499,33 @@ async function actions() {
   view.append(...parts);
 }
 
-function updateCard(cmd) {
-  const file = h("input", {type: "file", name: "bundle"});
-  const bar = h("progress", {max: 100, value: 0});
-  const msg = h("pre", {class: "msg"});
-  return card("Update", note("Upload a signed update bundle; it is verified before anything is written."),
-    h("form", {class: "inline", onsubmit: (ev) => {
+function updateCard() {
+  const file = h("input", {type: "file", name: "bundle", accept: ".cmbundle"});
+  const force = h("input", {type: "checkbox", name: "force"});
+  const bar = h("progress", {max: 100, value: 0, id: "update-progress"});
+  const msg = h("div", {class: "msg", id: "update-result"});
+  return card("Update", note("Upload a signed update bundle (.cmbundle). It is verified (signature, device type, version, "
+    + "image hash) before anything is written, then goes to the inactive slot; the running version stays until a restart."),
+    h("form", {class: "inline", id: "update-form", onsubmit: (ev) => {
       ev.preventDefault();
-      if (!file.files[0]) return;
+      if (!file.files[0]) { msg.textContent = "choose a bundle file"; msg.className = "msg err"; return; }
       const x = new XMLHttpRequest();
-      x.open("POST", "/ui/cnf?cmd=" + cmd);
+      x.open("POST", "/ui/update?force=" + (force.checked ? 1 : 0));
       x.setRequestHeader("X-CSRF-Token", CSRF);
+      x.setRequestHeader("Content-Type", "application/octet-stream");
       x.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = 100 * e.loaded / e.total; };
-      x.onload = () => { let d; try { d = JSON.parse(x.responseText); } catch (e) { d = {error: x.responseText}; }
-        msg.textContent = JSON.stringify(d, null, 1); msg.className = x.status < 300 ? "msg ok" : "msg err"; };
+      x.upload.onload = () => { bar.value = 100; msg.textContent = "uploaded; verifying and installing…"; msg.className = "msg"; };
+      x.onload = () => {
+        let d; try { d = JSON.parse(x.responseText); } catch (e) { d = {error: "answer " + x.status}; }
+        msg.textContent = "";
+        msg.className = d.ok ? "msg ok" : "msg err";
+        msg.append(h("b", {}, d.ok ? "Installed version " + d.version + ": " + d.next + "." : d.error),
+          d.log && d.log.length ? h("pre", {}, d.log.join("\n")) : null);
+      };
+      x.onerror = () => { msg.textContent = "upload failed (connection lost)"; msg.className = "msg err"; };
+      bar.value = 0; msg.textContent = "uploading…"; msg.className = "msg";
       x.send(file.files[0]);
-    }}, file, h("button", {}, "Upload"), bar), msg);
+    }}, file, h("label", {}, force, " allow the same or an older version"), h("button", {}, "Upload and install"), bar), msg);
 }
 
 route();
