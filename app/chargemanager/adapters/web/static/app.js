@@ -475,14 +475,15 @@ async function actions() {
     }}, controls, out));
   }
   const parts = [];
-  if (has("override_device")) {
+  if (!evses.length) parts.push(note("No EVSEs configured: the EVSE actions appear once there is one."));
+  if (has("override_device") && evses.length) {
     const mamps = h("input", {name: "mamps", placeholder: "empty: no override", inputmode: "numeric", size: 12});
     const flags = h("select", {name: "flags"}, [["", "unchanged"], ["C", "pause"], ["c", "allow"]].map(([v, t]) => h("option", {value: v}, t)));
     parts.push(action("Override or pause an EVSE", "A manual current limit or pause for one EVSE, until changed back here.",
       [h("label", {}, "EVSE ", pick()), h("label", {}, "Current (mA) ", mamps), h("label", {}, "Charging ", flags), h("button", {}, "Apply")],
       (f) => { const p = {dev_id: f.dev.value, mamps: mamps.value.trim()}; if (flags.value) p.flags = flags.value; return api("override_device", p); }));
   }
-  if (has("clear_profiles")) {
+  if (has("clear_profiles") && evses.length) {
     parts.push(action("Clear charging profiles", "Remove every charging profile from a wallbox (before it is used without the manager).",
       [pick(), h("button", {}, "Clear profiles")], (f) => api("clear_profiles", {dev_id: f.dev.value}, {})));
   }
