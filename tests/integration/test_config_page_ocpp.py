@@ -1,0 +1,112 @@
+"""The config page with a real wallbox: an installer adds an OCPP EVSE in headless chromium, a wallbox built on the
+Python `ocpp` package connects to the manager process, and its tile follows (offline -> Available -> charging with
+the granted limit); the grid operator's AVAIL changes the limit on the tile and in the box's charging profile;
+the charging profiles are cleared from the Actions page."""
+
+import asyncio
+import threading
+
+import pytest
+from ocpp.v16 import call as ocall
+
+from httpclient import call
+from ocpp_pybox import close_box, open_box
+from test_config_page_browser import browser, login, page, shot  # noqa: F401 (fixtures)
+
+pytest.importorskip("chargemanager.adapters.ocpp_service", reason="the OCPP server is not wired into the runtime yet")
+from test_ocpp_runtime import next_limit, ocpp_port  # noqa: E402
+
+expect = pytest.importorskip("playwright.sync_api").expect
+
+
+class WallboxThread:
+    """An asyncio loop in a thread running one `ocpp` charge point; steps are run from the test thread."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.box = self.ws = self.task = None
+
+    def run(self, coro, timeout_s=20):
+        return asyncio.run_coroutine_threadsafe(asyncio.wait_for(coro, timeout_s), self.loop).result()
+
+    def connect(self, port, cbid):
+        self.box, self.ws, self.task = self.run(open_box(port, cbid))
+
+    def send(self, request):
+        return self.run(self.box.call(request))
+
+    def close(self):
+        if self.ws is not None:
+            self.run(close_box(self.ws, self.task))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def wallbox():
+    w = WallboxThread()
+    yield w
+    w.close()
+
+
+def test_add_an_ocpp_evse_and_watch_a_wallbox_connect_and_charge(manager, page, wallbox):
+    call(manager.url + "/cnf?cmd=set_cm_vars&name=AVAIL&val=100")
+    login(page, manager)
+    page.click("#nav-setup")
+    page.wait_for_selector("#setup")
+    page.fill('[data-path="site.max_current_ma"]', "32000 * AVAIL / 100")
+    page.fill('[data-path="site.max_power_w"]', "100000")
+    page.click('[data-add="evses"]')
+    page.fill('[data-path="evses[0].name"]', "Garage")
+    page.fill('[data-path="evses[0].address"]', "GARAGE-BOX")
+    page.click("#save")
+    page.wait_for_selector("#save-msg.ok")
+    page.click("#nav-dash")
+    tile = page.locator("#evse-E1")
+    expect(tile.locator(".state b")).to_have_text("offline")
+    port = ocpp_port(manager)
+
+    wallbox.connect(port, "GARAGE-BOX")
+    assert wallbox.run(wallbox.box.boot()).status == "Accepted"
+    wallbox.send(ocall.StatusNotification(connector_id=1, error_code="NoError", status="Available"))
+    expect(tile.locator(".state b")).to_have_text("Available")
+    expect(tile.locator(".car b")).to_have_text("none")
+    expect(page.locator(".ocpp-connected b")).to_have_text("GARAGE-BOX")
+
+    wallbox.send(ocall.StatusNotification(connector_id=1, error_code="NoError", status="Preparing"))
+    expect(tile).to_have_class("tile connected")
+    wallbox.send(ocall.StartTransaction(connector_id=1, id_tag="CARD1", meter_start=10000,
+                                        timestamp="2026-11-22T03:00:00Z"))
+    wallbox.send(ocall.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
+    wallbox.run(next_limit(wallbox.box, 16.0))
+    wallbox.send(ocall.MeterValues(connector_id=1, meter_value=[{
+        "timestamp": "2026-11-22T03:01:00Z", "sampled_value": [
+            {"value": "10500", "measurand": "Energy.Active.Import.Register", "unit": "Wh"},
+            {"value": "11000", "measurand": "Power.Active.Import", "unit": "W"},
+            {"value": "15.9", "measurand": "Current.Import", "phase": "L1", "unit": "A"},
+            {"value": "15.9", "measurand": "Current.Import", "phase": "L2", "unit": "A"},
+            {"value": "15.9", "measurand": "Current.Import", "phase": "L3", "unit": "A"}]}]))
+    expect(tile).to_have_class("tile charging")
+    expect(tile.locator(".limit b")).to_have_text("16.0 A · EVSE maximum")
+    expect(tile.locator(".car b")).to_have_text("charging")
+    expect(tile).to_contain_text("0.50 kWh (session)")
+    expect(tile).to_contain_text("3 × 15.9 A")
+    shot(page, "dashboard-wallbox-charging")
+
+    # The grid operator cuts the connection to a quarter: 8 A; the tile and the box's profile follow.
+    page.fill('[name="var-name"]', "AVAIL")
+    page.fill('[name="var-val"]', "25")
+    page.click("#var-form button")
+    expect(tile.locator(".limit b")).to_have_text("8.0 A · grid operator (formula)")
+    wallbox.run(next_limit(wallbox.box, 8.0))
+    expect(page.locator(".site-limit b")).to_have_text("3 × 8.0 A")
+
+    # Clear the box's charging profiles from the Actions page.
+    page.click("#nav-actions")
+    clear = page.locator("section", has=page.locator("h2", has_text="Clear charging profiles"))
+    clear.locator("button").click()
+    expect(clear.locator(".msg")).to_have_text("done")
+    cleared = wallbox.run(wallbox.box.clears.get())
+    assert cleared == {} or "connector_id" not in cleared or cleared.get("connector_id") in (None, 0, 1)
