@@ -103,6 +103,22 @@ def test_add_an_ocpp_evse_and_watch_a_wallbox_connect_and_charge(manager, page, 
     wallbox.run(next_limit(wallbox.box, 8.0))
     expect(page.locator(".site-limit b")).to_have_text("3 × 8.0 A")
 
+    # A second box that is not configured knocks: the dashboard offers to add it, Setup has it filled in.
+    stranger = WallboxThread()
+    try:
+        with pytest.raises(Exception):
+            stranger.connect(port, "CARPORT-BOX")
+    finally:
+        stranger.close()
+    page.locator("#ocpp-seen button").click()
+    page.wait_for_selector('[data-path="evses[1].address"]')
+    assert page.input_value('[data-path="evses[1].address"]') == "CARPORT-BOX"
+    assert page.input_value('[data-path="evses[1].dev_id"]') == "E2"
+    page.click("#save")
+    page.wait_for_selector("#save-msg.ok")
+    assert [e["address"] for e in call(manager.url + "/cnf?cmd=get_config")[2]["config"]["evses"]] == [
+        "GARAGE-BOX", "CARPORT-BOX"]
+
     # Clear the box's charging profiles from the Actions page.
     page.click("#nav-actions")
     clear = page.locator("section", has=page.locator("h2", has_text="Clear charging profiles"))

@@ -75,5 +75,6 @@ def test_form_description_covers_every_schema_field():
     evse_fields = dict((f["key"], f) for f in evses["item"]["fields"])
     assert evse_fields["dev_id"]["required"] is True
     assert evse_fields["max_power_w"]["type"]["t"] == "nullable"
+    assert evse_fields["type"]["type"]["suggest"][0] == "ocpp16"  # plus the Modbus charger models in the build
     gateway = dict((f["key"], f) for f in evse_fields["gateway"]["type"]["fields"])
     assert gateway["password"].get("secret") is True

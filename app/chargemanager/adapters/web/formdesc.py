@@ -36,5 +36,35 @@ def describe_field(f):
     return desc
 
 
+def _models():
+    """{kind: [model ids]} from the device registry (chargers, meters, io), empty in a build without one."""
+    try:
+        from chargemanager.devices.index import MODELS
+    except ImportError:
+        return {}
+    kinds = {}
+    for model_id, module in sorted(MODELS.items()):
+        kinds.setdefault(module.split(".")[-2], []).append(model_id)
+    return kinds
+
+
+def _field(obj_desc, key):
+    for f in obj_desc.get("fields", []):
+        if f["key"] == key:
+            return f
+    return None
+
+
 def form_description(schema):
-    return describe_type(schema)
+    """The schema's description; device `type` fields carry the known model ids as suggestions."""
+    desc = describe_type(schema)
+    models = _models()
+    for section, suggest in (("evses", ["ocpp16"] + models.get("chargers", [])), ("meters", models.get("meters", [])),
+                             ("inputs", models.get("io", []))):
+        top = _field(desc, section)
+        if top is None or top["type"].get("t") != "list":
+            continue
+        type_field = _field(top["type"]["item"], "type")
+        if type_field is not None and suggest:
+            type_field["type"]["suggest"] = suggest
+    return desc

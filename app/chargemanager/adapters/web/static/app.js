@@ -145,7 +145,8 @@ function ocppCard(o) {
       kv("Connected boxes", (o.connected || []).join(", ") || "none", "ocpp-connected")),
     o.error ? note(o.error, "warn") : null,
     seen.length ? h("div", {id: "ocpp-seen"}, note("Boxes that tried to connect but are not configured (add them under Setup with this ChargeBox ID):"),
-      h("ul", {}, seen.map((b) => h("li", {}, h("code", {}, b.chargebox_id), " · " + (b.count || 1) + " tries" + (b.peer ? " from " + b.peer : ""))))) : null,
+      h("ul", {}, seen.map((b) => h("li", {}, h("code", {}, b.chargebox_id), " · " + (b.count || 1) + " tries" + (b.peer ? " from " + b.peer : "") + " ",
+        h("button", {type: "button", class: "add", onclick: () => { pendingBox = b.chargebox_id; location.hash = "#setup"; }}, "Add as EVSE"))))) : null,
     Object.keys(o.events || {}).length ? h("details", {}, h("summary", {}, "Recent OCPP events"),
       Object.entries(o.events).map(([box, ev]) => h("div", {}, h("b", {}, box), h("pre", {}, ev.join("\n"))))) : null);
 }
@@ -244,7 +245,7 @@ function title(k) {
   const text = parts.map((w) => WORDS[w] || w).join(" ");
   return text.charAt(0).toUpperCase() + text.slice(1) + (unit ? " (" + unit + ")" : "");
 }
-let doc = null, schema = null, dirty = false, badJson = new Set();
+let doc = null, schema = null, dirty = false, badJson = new Set(), pendingBox = null;
 const openItems = new WeakSet();
 
 async function setup() {
@@ -253,6 +254,16 @@ async function setup() {
   doc = cf.data.config;
   dirty = false;
   badJson = new Set();
+  if (pendingBox) {  // "Add as EVSE" on the dashboard: a box that knocked at the OCPP server
+    const t = schema.fields.find((f) => f.key === "evses").type;
+    const fresh = Object.assign(defaultsOf(t.item), {dev_id: nextId("evses", doc.evses, "dev_id"), type: "ocpp16", address: pendingBox});
+    doc.evses.push(fresh);
+    openItems.add(fresh);
+    pendingBox = null;
+    dirty = true;
+    drawSetup([fresh.dev_id + " added for box " + fresh.address + ": check it and save.", ""]);
+    return;
+  }
   drawSetup();
 }
 
@@ -303,7 +314,7 @@ function editor(t, value, path, set, field) {
 
 function row(f, path, control) {
   const id = "f-" + path.replace(/[^A-Za-z0-9]/g, "_");
-  control.id = id;
+  (control.classList.contains("suggest") ? control.firstChild : control).id = id;
   return h("div", {class: "row"}, h("label", {for: id, title: path}, title(f.key), f.required ? " *" : ""), control,
     h("small", {class: "hint"}, f.doc), h("div", {class: "ferr", "data-err": path}));
 }
@@ -316,8 +327,8 @@ function input(t, value, path, set, field, nullable) {
   }
   if (t.t === "bool") return h("input", {type: "checkbox", "data-path": path, checked: value, onchange: (ev) => { set(ev.target.checked); touch(); }});
   if (t.t === "number" || t.t === "formula" || t.t === "string") {
-    const numeric = t.t !== "string";
-    const el = h("input", {type: secret ? "password" : "text", "data-path": path, autocomplete: secret ? "new-password" : "off",
+    const numeric = t.t !== "string", listId = t.suggest ? "dl-" + path.replace(/[^A-Za-z0-9]/g, "_") : null;
+    const el = h("input", {type: secret ? "password" : "text", "data-path": path, list: listId, autocomplete: secret ? "new-password" : "off",
       inputmode: t.t === "number" ? "decimal" : null, value: value == null ? "" : String(value),
       placeholder: nullable ? "not set" : t.t === "formula" ? "number or formula" : null,
       oninput: (ev) => {
@@ -325,7 +336,7 @@ function input(t, value, path, set, field, nullable) {
         set(raw === "" && nullable ? null : numeric && raw !== "" && !isNaN(Number(raw)) ? Number(raw) : ev.target.value);
         touch();
       }});
-    return el;
+    return listId ? h("span", {class: "suggest"}, el, h("datalist", {id: listId}, t.suggest.map((v) => h("option", {value: v})))) : el;
   }
   // Lists of values, rule lists and types this page does not know: JSON, checked by the server like the rest.
   const el = h("textarea", {"data-path": path, rows: 3, spellcheck: "false", oninput: (ev) => {
