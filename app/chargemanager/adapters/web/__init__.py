@@ -38,7 +38,6 @@ from chargemanager.adapters.web.history import LogRing, PowerHistory
 from chargemanager.adapters.variable_service import json_number
 from chargemanager.core.config import CONFIG_SCHEMA
 from chargemanager.core.formula import FormulaError, compile_formula
-from chargemanager.core.variables import name_key
 from chargemanager.shim.clock import monotonic_ms, wall_time_s
 
 log = logging.getLogger("web")
@@ -175,17 +174,10 @@ class WebUI:
         """The formula settings with their current value (`site.max_power_w` = `55000 * AVAIL / 100` -> 22000), so
         the page shows what a formula means now; evaluated with the last tick's variable values."""
         config = self.runtime.config
-        values = self.runtime.values
         entries = [("site." + key, config["site"].get(key)) for key in ("max_power_w", "max_current_ma")]
         for evse in config.get("evses", []):
             entries += [("%s.%s" % (evse["dev_id"], key), evse.get(key)) for key in ("max_current_ma", "max_power_w")]
-
-        def lookup(name):
-            key = name_key(name)
-            if key in values:
-                return values[key]
-            return self.runtime.lookup(name)
-
+        lookup = self.runtime.formula_lookup
         out = {}
         for key, raw in entries:
             if raw is None:
