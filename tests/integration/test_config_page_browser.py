@@ -128,6 +128,9 @@ def test_login_setup_field_errors_and_add_an_ocpp_evse(manager, page):
         ("TARIF == 1", "pause", "22:00", "06:00")]
     page.click("#item-evses_0_ summary")
     shot(page, "setup-rules")
+    page.set_viewport_size({"width": 390, "height": 800})
+    shot(page, "setup-phone", full_page=False)
+    page.set_viewport_size({"width": 1200, "height": 900})
     page.click("#nav-dash")
     page.wait_for_selector("#evse-E1")
     assert "Garage" in page.inner_text("#evse-E1")
