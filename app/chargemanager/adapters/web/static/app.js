@@ -151,6 +151,13 @@ function ocppCard(o) {
       Object.entries(o.events).map(([box, ev]) => h("div", {}, h("b", {}, box), h("pre", {}, ev.join("\n"))))) : null);
 }
 
+function backendText(l) {
+  if (l.state) return l.state;
+  const queued = l.queued_messages ? ", " + l.queued_messages + " queued" : "";
+  return (l.connected ? (l.booted ? "connected" : "connected, boot pending") : "unreachable") + queued
+    + (!l.connected && l.last_error ? " · " + l.last_error : "");
+}
+
 const CAR_STATES = {Preparing: "connected", Charging: "charging", SuspendedEV: "connected (car paused)",
   SuspendedEVSE: "connected (paused by limit)", Finishing: "finishing", Available: "none", Unavailable: "–", Faulted: "–", Offline: "–"};
 
@@ -181,7 +188,7 @@ function evseTiles(cfg, st, readings) {
       kv("Limit", (dec.current_ma != null ? A(dec.current_ma) : "–") + (dec.reason ? " · " + reason(dec.reason) : ""), "limit"),
       kv("Energy", r.session_energy_wh != null ? (r.session_energy_wh / 1000).toFixed(2) + " kWh (session)" : r.energy_wh != null ? (r.energy_wh / 1000).toFixed(1) + " kWh (meter)" : "–"),
       ov ? kv("Override", (ov.charging === false ? "paused" : "") + (ov.current_ma != null ? " " + A(ov.current_ma) : "") + (ov.rules === false ? " rules off" : ""), "override") : null,
-      link ? kv("Backend", link.state || fmt(link), "backend") : null,
+      link ? kv("Backend", backendText(link), "backend") : null,
       h("p", {class: "muted"}, e.type + " · " + e.address + " #" + e.id + (e.mode === "monitor" ? " · monitor" : "")
         + (s.reading_age_ms != null ? " · " + age(s.reading_age_ms) : "")));
   })) : note("No EVSEs configured yet: add one under Setup."));
