@@ -51,9 +51,16 @@ function card(title, ...kids) { return h("section", {class: "card"}, h("h2", {},
 function note(text, cls) { return h("p", {class: cls || "muted"}, text); }
 
 // --- router --------------------------------------------------------------------------------------------------
+let current = null;
 function route() {
-  clearTimeout(timer);
   const name = (location.hash || "#dash").slice(1);
+  if (current === "setup" && name !== "setup" && dirty && !confirm("Leave Setup without saving your changes?")) {
+    history.replaceState(null, "", "#setup");
+    return;
+  }
+  current = name;
+  dirty = false;
+  clearTimeout(timer);
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("on", a.id === "nav-" + name);
   view.textContent = "";
   ({dash: dashboard, setup: setup, actions: actions}[name] || dashboard)();
