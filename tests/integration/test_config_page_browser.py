@@ -131,9 +131,16 @@ def test_login_setup_field_errors_and_add_an_ocpp_evse(manager, page):
     page.set_viewport_size({"width": 390, "height": 800})
     shot(page, "setup-phone", full_page=False)
     page.set_viewport_size({"width": 1200, "height": 900})
+    # Unsaved changes are not lost by a stray click: leaving Setup asks first.
+    page.fill('[data-path="site.reserve_w"]', "700")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.click("#nav-dash")
+    assert page.url.endswith("#setup") and page.input_value('[data-path="site.reserve_w"]') == "700"
+    page.once("dialog", lambda dialog: dialog.accept())
     page.click("#nav-dash")
     page.wait_for_selector("#evse-E1")
     assert "Garage" in page.inner_text("#evse-E1")
+    assert call(manager.url + "/cnf?cmd=get_config")[2]["config"]["site"]["reserve_w"] == 0
 
 
 def test_dashboard_shows_variables_and_sets_avail(manager, page):
