@@ -234,6 +234,8 @@ def test_dashboard_chart_tiles_and_meters_from_live_readings(inproc_manager, pag
     assert page.get_attribute("#evse-E2", "class") == "tile idle"
     assert "no demand" in page.inner_text("#evse-E2")
     assert "none" in page.inner_text("#evse-E2 .car")
+    rt.readings.publish("IN1", {"value": 1}, monotonic_ms())  # a ripple control contact, as the inputs publish it
+    expect(page.locator('[data-reading="IN1"]')).to_contain_text("value 1")
     meter = page.inner_text('[data-meter="M1"]')
     assert "House" in meter and "kW" in meter
     # The car stops charging: the tile follows.

@@ -136,13 +136,26 @@ function drawDashboard(slots, st, vars, cfg, hist) {
       return h("tr", {class: r.stale ? "stale" : "", "data-meter": m.dev_id}, h("td", {}, m.dev_id + (m.name ? " " + m.name : "")), h("td", {}, m.role),
         h("td", {}, kW(r.power_w)), h("td", {}, phases([r.current_l1_ma, r.current_l2_ma, r.current_l3_ma])),
         h("td", {}, r.age_ms == null ? "no reading" : age(r.age_ms) + (r.stale ? " (stale)" : "")));
-    })) : note("No meters configured.")));
+    })) : note("No meters configured.")), otherReadings(cfg, readings));
   fill(slots.vars, varTable(vars));
   const known = new Set(["version", "uptime_s", "tick_count", "tick_cpu_ms", "admin_password_set", "site", "evses", "readings", "settings", "ocpp"]);
   const other = Object.keys(st).filter((k) => !known.has(k));
   fill(slots.other, other.length ? card("More status", other.map((k) => h("details", {id: "st-" + k, open: open.has("st-" + k)},
       h("summary", {}, title(k)), h("pre", {}, JSON.stringify(st[k], null, 1))))) : null);
   document.getElementById("clock").textContent = "up " + Math.round(st.uptime_s / 60) + " min · tick " + st.tick_cpu_ms + " ms CPU";
+}
+
+function otherReadings(cfg, readings) {
+  // Switching inputs (IN1 …) and any other device that publishes readings without being an EVSE or a meter.
+  const known = new Set([...(cfg.evses || []), ...(cfg.meters || [])].map((d) => d.dev_id));
+  const ids = Object.keys(readings).filter((id) => !known.has(id)).sort();
+  if (!ids.length) return null;
+  return card("Inputs and other devices", h("table", {}, h("tr", {}, h("th", {}, "Device"), h("th", {}, "Values"), h("th", {}, "Age")),
+    ids.map((id) => {
+      const r = readings[id];
+      const values = Object.entries(r).filter(([k]) => k !== "age_ms" && k !== "stale").map(([k, v]) => k + " " + fmt(v)).join(" · ");
+      return h("tr", {class: r.stale ? "stale" : "", "data-reading": id}, h("td", {}, id), h("td", {}, values), h("td", {}, age(r.age_ms)));
+    })));
 }
 
 function ocppCard(o) {
