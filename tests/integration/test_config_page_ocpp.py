@@ -126,3 +126,45 @@ def test_add_an_ocpp_evse_and_watch_a_wallbox_connect_and_charge(manager, page, 
     expect(clear.locator(".msg")).to_have_text("done")
     cleared = wallbox.run(wallbox.box.clears.get())
     assert cleared == {} or "connector_id" not in cleared or cleared.get("connector_id") in (None, 0, 1)
+
+
+def test_actions_pause_an_evse_set_a_current_and_reset_the_overdraft(manager, page, wallbox):
+    doc = call(manager.url + "/cnf?cmd=get_config")[2]["config"]
+    doc["site"].update({"max_current_ma": 32000, "max_power_w": 100000})
+    doc["evses"] = [{"dev_id": "E1", "name": "Garage", "type": "ocpp16", "address": "GARAGE-BOX"}]
+    assert call(manager.url + "/cnf?cmd=set_config", method="POST", body={"config": doc})[0] == 200
+    wallbox.connect(ocpp_port(manager), "GARAGE-BOX")
+    assert wallbox.run(wallbox.box.boot()).status == "Accepted"
+    wallbox.send(ocall.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
+    wallbox.run(next_limit(wallbox.box, 16.0))
+    login(page, manager)
+    page.click("#nav-actions")
+    page.wait_for_selector("#diag")
+    override = page.locator("form", has=page.locator('select[name="flags"]'))
+    override.locator('select[name="flags"]').select_option("C")
+    override.locator("button").click()
+    expect(override.locator(".msg")).to_have_text("done")
+    wallbox.run(next_limit(wallbox.box, 0.0))  # paused: the box is told 0 A
+    evse = call(manager.url + "/cnf?cmd=get_status")[2]["evses"][0]
+    assert evse["override"]["charging"] is False and evse["decision"]["reason"] == "override"
+    override.locator('select[name="flags"]').select_option("c")
+    override.locator('input[name="mamps"]').fill("8000")
+    override.locator("button").click()
+    expect(override.locator(".msg")).to_have_text("done")
+    wallbox.run(next_limit(wallbox.box, 8.0))  # allowed again, capped at 8 A
+    evse = call(manager.url + "/cnf?cmd=get_status")[2]["evses"][0]
+    assert evse["override"] == {"current_ma": 8000, "charging": True, "rules": True}
+    override.locator('input[name="mamps"]').fill("lots")
+    override.locator("button").click()
+    expect(override.locator(".msg")).to_contain_text("mamps must be a whole number")
+    reset = page.locator("section", has=page.locator("h2", has_text="Reset the overdraft"))
+    reset.locator("button").click()
+    expect(reset.locator(".msg")).to_have_text("done")
+    shot(page, "actions")
+    page.click("#nav-dash")
+    expect(page.locator("#evse-E1 .override b")).to_contain_text("8.0 A")
+    expect(page.locator("#evse-E1 .limit b")).to_have_text("8.0 A · manual override")
+    with page.expect_download() as download:
+        page.goto(manager.url + "/#actions")
+        page.click("#diag")
+    assert download.value.suggested_filename.startswith("chargemanager-diagnostics-")

@@ -261,7 +261,7 @@ function chart(hist) {
 
 // --- setup ---------------------------------------------------------------------------------------------------
 const TITLES = {site: "Site", evses: "EVSEs", meters: "Meters", ocpp: "OCPP", http: "HTTP", smgw: "Smart Meter Gateway",
-  inputs: "Inputs", gateway: "OCPP gateway to the backend", server: "Server", rules: "Charging rules"};
+  inputs: "Inputs", p14a: "§14a dimming", gateway: "OCPP gateway to the backend", server: "Server", rules: "Charging rules"};
 const ADD = {evses: "EVSE", meters: "meter", rules: "rule", inputs: "input", certificates: "certificate"};
 const UNITS = {w: "W", ma: "mA", v: "V", ms: "ms", s: "s", wh: "Wh"};
 const WORDS = {cls: "CLS", evse: "EVSE", id: "ID", tls: "TLS", url: "URL", ocpp: "OCPP", smgw: "SMGW", ca: "CA", l1: "L1", ip: "IP"};
