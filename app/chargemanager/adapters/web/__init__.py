@@ -442,6 +442,13 @@ class WebUI:
             except updater.UpdateError as exc:
                 log.warning("config page: update refused: %s", exc)
                 return self._json(400, {"error": "update refused: %s; nothing was installed" % exc, "log": lines})
+            except PermissionError as exc:
+                # The appliance's service runs unprivileged (rootfs/etc/systemd/system/chargemanager.service):
+                # writing a root slot or the boot state needs the privileged updater (USB stick path).
+                log.error("config page: update verified but not installed: %s", exc)
+                return self._json(500, {"error": "the bundle could not be installed: this service may not write "
+                                                 "%s; nothing was installed" % (exc.filename or "the root slot"),
+                                        "log": lines})
             except OSError as exc:
                 log.error("config page: update failed: %s", exc)
                 return self._json(500, {"error": "update failed: %s (%s)" % (
