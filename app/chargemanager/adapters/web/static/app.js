@@ -305,7 +305,9 @@ function drawSetup(msg) {
   }
   form.append(h("div", {class: "savebar"}, h("span", {id: "save-msg", class: "msg " + (msg ? msg[1] : "")}, msg ? msg[0] : ""),
     h("button", {type: "button", onclick: setup}, "Discard changes"), h("button", {type: "submit", id: "save"}, "Save")));
-  view.append(form);
+  const jump = (id, text) => h("button", {type: "button", class: "chip", onclick: () => document.getElementById(id).scrollIntoView()}, text);
+  view.append(h("nav", {class: "sections"}, schema.fields.filter((f) => f.key !== "version").map((f) => jump("sec-" + f.key, title(f.key))),
+    has("get_certs") ? jump("sec-certs", "Certificates") : null, jump("sec-password", "Admin password")), form);
   if (has("get_certs")) view.append(certificates());
   view.append(passwordCard());
 }
@@ -483,20 +485,22 @@ function certificates() {
   }}, h("div", {class: "grid"}, h("label", {}, "Use", use), h("label", {}, "Name", name), h("label", {}, "Certificate (PEM)", cert),
     h("label", {}, "Private key (PEM)", key), h("label", {}, "Passphrase", pass)), h("button", {type: "submit"}, "Upload"), msg);
   load();
-  return card("Certificates", list, form);
+  const c = card("Certificates", list, form);
+  c.id = "sec-certs";
+  return c;
 }
 
 function passwordCard() {
   const p1 = h("input", {type: "password", name: "new-password", autocomplete: "new-password"});
   const p2 = h("input", {type: "password", name: "new-password2", autocomplete: "new-password"});
   const msg = h("span", {class: "msg"});
-  return card("Admin password", h("form", {id: "pw-form", class: "inline", onsubmit: async (ev) => {
+  return Object.assign(card("Admin password", h("form", {id: "pw-form", class: "inline", onsubmit: async (ev) => {
     ev.preventDefault();
     if (p1.value !== p2.value) { msg.textContent = "the two passwords differ"; msg.className = "msg err"; return; }
     const r = await api("set_password", {}, {password: p1.value});
     msg.textContent = r.ok ? "changed; other browsers are logged out" : r.data.error; msg.className = r.ok ? "msg ok" : "msg err";
     if (r.ok) ev.target.reset();
-  }}, h("label", {}, "New ", p1), h("label", {}, "Again ", p2), h("button", {type: "submit"}, "Change"), msg));
+  }}, h("label", {}, "New ", p1), h("label", {}, "Again ", p2), h("button", {type: "submit"}, "Change"), msg)), {id: "sec-password"});
 }
 
 // --- actions -------------------------------------------------------------------------------------------------
