@@ -79,6 +79,7 @@ def test_login_setup_field_errors_and_add_an_ocpp_evse(manager, page):
     login(page, manager)
     page.click("#nav-setup")
     page.wait_for_selector("#setup")
+    shot(page, "setup-top", full_page=False)
     # Bad input: an EVSE without ChargeBox ID, a word where a number belongs, a broken formula.
     page.click('[data-add="evses"]')
     page.fill('[data-path="evses[0].min_current_ma"]', "six amps")
