@@ -527,7 +527,7 @@ async function actions() {
   }
   if (has("clear_profiles") && evses.length) {
     parts.push(action("Clear charging profiles", "Remove every charging profile from a wallbox (before it is used without the manager).",
-      [pick(), h("button", {}, "Clear profiles")], (f) => api("clear_profiles", {dev_id: f.dev.value}, {})));
+      [h("label", {}, "EVSE ", pick()), h("button", {}, "Clear profiles")], (f) => api("clear_profiles", {dev_id: f.dev.value}, {})));
   }
   const resetCmd = ["reset_overdraft", "reset_max_overdraft"].find(has);
   if (resetCmd) parts.push(action("Reset the overdraft", "Forget the largest overdraft seen.", [h("button", {}, "Reset")], () => api(resetCmd, {}, {})));
