@@ -168,3 +168,41 @@ def test_actions_pause_an_evse_set_a_current_and_reset_the_overdraft(manager, pa
         page.goto(manager.url + "/#actions")
         page.click("#diag")
     assert download.value.suggested_filename.startswith("chargemanager-diagnostics-")
+
+
+def test_gateway_settings_on_setup_and_the_backend_link_on_the_tile(manager, page, wallbox):
+    """The OCPP gateway of an EVSE set up on the page; a billing backend built on the Python `ocpp` package sees
+    the box under its client ID, and the tile shows the backend link, also when the backend goes away."""
+    from gateway_peers import Backend
+
+    backend = Backend(password="backend-secret-0123456789")
+    wallbox.run(backend.start())
+    running = True
+    try:
+        login(page, manager)
+        page.click("#nav-setup")
+        page.wait_for_selector("#setup")
+        page.click('[data-add="evses"]')
+        page.fill('[data-path="evses[0].address"]', "GW-BOX")
+        page.fill('[data-path="evses[0].gateway.url"]', "ws://127.0.0.1:%d/cs/" % backend.port)
+        page.fill('[data-path="evses[0].gateway.password"]', "backend-secret-0123456789")
+        page.fill('[data-path="evses[0].gateway.client_id"]', "backend-gw")
+        page.click("#save")
+        page.wait_for_selector("#save-msg.ok")
+        gateway = call(manager.url + "/cnf?cmd=get_config")[2]["config"]["evses"][0]["gateway"]
+        assert gateway["password"] == "********" and gateway["client_id"] == "backend-gw"
+        assert page.input_value('[data-path="evses[0].gateway.password"]') == "********"  # never the secret
+        page.click("#nav-dash")
+        tile = page.locator("#evse-E1")
+        expect(tile.locator(".backend b")).to_contain_text("connected")
+        wallbox.connect(ocpp_port(manager), "GW-BOX")
+        assert wallbox.run(wallbox.box.boot()).status == "Accepted"
+        expect(tile.locator(".backend b")).to_have_text("connected")
+        assert "backend-gw" in backend.stations
+        shot(page, "dashboard-gateway", full_page=False)
+        wallbox.run(backend.stop())
+        running = False
+        expect(tile.locator(".backend b")).to_contain_text("unreachable")
+    finally:
+        if running:
+            wallbox.run(backend.stop())
