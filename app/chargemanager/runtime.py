@@ -85,6 +85,8 @@ class Runtime:
         self.certs = CertStore(self.store.folder, now_fn=wall_time_s)
         register_cert_commands(self.commands, self.certs)
         self.smgw = smgw.install(self)
+        from chargemanager.adapters import web  # the config page: routes, chart history, diagnostics
+        self.web = web.install(self)
 
     # --- formula names beyond variables ---------------------------------------------------------------------
     def lookup(self, name):
@@ -180,7 +182,9 @@ class Runtime:
     def start(self):
         app = build_app(self.commands, self.auth, self.config["http"]["max_body_bytes"],
                         extra_routes=self._add_extra_routes)
-        self.http = HttpServer(app, self.host, self.http_port)
+        # cheroot's own body limit is only a backstop: /cnf enforces http.max_body_bytes, the config page its own
+        # limits; an update bundle is the largest body there is.
+        self.http = HttpServer(app, self.host, self.http_port, max_body_bytes=self.web.max_body_bytes)
         self.http.start()
         self.http_port = self.http.port
         started = []
