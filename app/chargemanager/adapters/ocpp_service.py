@@ -8,6 +8,7 @@ them to the server's loop in one `set_limits` call. Readings are published from 
 import logging
 import os
 
+from chargemanager.adapters import tls
 from chargemanager.adapters.http_api import ApiError
 from chargemanager.adapters import tls
 from chargemanager.adapters.ocpp_gateway_service import GatewayService
@@ -40,22 +41,17 @@ class OcppService:
     # --- lifecycle ------------------------------------------------------------------------------------------
     def _make_server(self, config, port):
         server_cfg = config["ocpp"]["server"]
-        if server_cfg.get("tls", "off") == "on":
-            # TLS-only was asked for and the TLS front is not built yet: never fall back to plain text.
-            self.error = "ocpp.server.tls 'on' needs the TLS module; the OCPP server is not started"
-            log.error(self.error)
-            return None
-        if server_cfg.get("tls", "off") == "detect":
-            self.error = "ocpp.server.tls 'detect': only ws:// is served until the TLS module is installed"
-            log.warning(self.error)
-        else:
-            self.error = None
+        mode = server_cfg.get("tls", "off")
+        self.error = None
+        # The context comes from the certificate store at each handshake, so imported certificates apply at once.
+        context_fn = tls.store_context_fn(self.runtime.certs) if mode != "off" else None
         site = config["site"]
         ping_s = server_cfg.get("ping_interval_s", 30)
         return OcppServer(config.get("evses", []), host=self.runtime.host, port=port,
                           password=server_cfg.get("password") or None, monitor=site.get("mode") == "monitor",
                           voltage_v=site.get("voltage_v", 230), on_publish=self._publish,
-                          ping_interval_s=ping_s or None, ping_timeout_s=ping_s or None)
+                          ping_interval_s=ping_s or None, ping_timeout_s=ping_s or None,
+                          tls_mode=mode, ssl_context_fn=context_fn)
 
     def start(self):
         self.server = self._make_server(self.runtime.config, self.runtime.ocpp_port)
