@@ -10,7 +10,6 @@ import os
 
 from chargemanager.adapters import tls
 from chargemanager.adapters.http_api import ApiError
-from chargemanager.adapters import tls
 from chargemanager.adapters.ocpp_gateway_service import GatewayService
 from chargemanager.adapters.ocpp_server import OcppServer
 from chargemanager.shim.clock import monotonic_ms

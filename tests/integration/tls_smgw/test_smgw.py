@@ -35,7 +35,7 @@ smgw_sim = load_tool("smgw_sim")
 
 
 def _make_runtime(data, sim, **smgw):
-    rt = Runtime(str(data), http_port=0, host="127.0.0.1")
+    rt = Runtime(str(data), http_port=0, ocpp_port=0, host="127.0.0.1")
     ca_id = rt.certs.import_cert("ca", read(sim.ca_path), name="SMGW Test-CA")[0]["id"]
     settings = {"enabled": True, "address": "127.0.0.1", "trust": ca_id, "cert": "self-rsa", "f2_grid_power": True}
     settings.update(smgw)
@@ -171,7 +171,7 @@ def test_failsafe_entry_and_exit_audited_and_survive_restart(tmp_path, sim):
     finally:
         rt.shutdown()
     # Restart: still in failsafe (EEBUS LPC-TS-017), value kept.
-    rt2 = Runtime(str(tmp_path / "data"), http_port=0, host="127.0.0.1")
+    rt2 = Runtime(str(tmp_path / "data"), http_port=0, ocpp_port=0, host="127.0.0.1")
     rt2.smgw.cls_port = 0
     rt2.start()
     try:
