@@ -3,6 +3,7 @@ Gateway (mutual TLS on the CLS listener) and reaches two wallboxes as a zero lim
 profile 2, one on plain ws:// with profile 0, both on the one OCPP port in `detect` mode."""
 
 import asyncio
+import ssl
 import threading
 import time
 
@@ -107,3 +108,74 @@ def test_grid_operator_avail_zero_through_the_smgw_reaches_the_wallboxes(tmp_pat
     finally:
         rt.stop()
         loop_thread.join(WAIT_S)
+
+
+def test_gateway_link_to_the_billing_backend_through_the_smgw(tmp_path):
+    """SMGW function 1 in the whole manager: a wallbox's OCPP gateway link to its wss:// backend runs TLS to the
+    simulated SMGW (our client certificate), SOCKS5 CONNECT, then the backend's TLS; the backend (the `ocpp`
+    package) answers the box's BootNotification through it."""
+    from cryptography.hazmat.primitives import serialization
+    from websockets.asyncio.server import serve
+
+    from chargemanager.adapters.certs import make_self_signed
+    from gateway_peers import Backend, wait_for
+
+    sim = smgw_sim.SmgwSim(str(tmp_path / "smgw"))
+    data = str(tmp_path / "data")
+    cert, key = make_self_signed("ec", time.time(), ["localhost"], ["127.0.0.1"])
+    backend_crt, backend_key = tmp_path / "backend.crt", tmp_path / "backend.key"
+    backend_crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    backend_key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()))
+    certs = CertStore(data)
+    smgw_ca = certs.import_cert("ca", read(sim.ca_path), name="SMGW")[0]["id"]
+    certs.import_cert("ca", read(str(backend_crt)), name="backend")
+    sim.trust(certs.certificate_pem("self-rsa"))
+
+    async def main():
+        backend = Backend(password=PASSWORD)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(backend_crt), str(backend_key))
+        backend.server = await serve(backend._handler, "127.0.0.1", 0, ssl=ctx, subprotocols=["ocpp1.6"],
+                                     process_request=backend._check, compression=None)
+        backend.port = backend.server.sockets[0].getsockname()[1]
+        proxy_port = await sim.start_proxy()
+        doc = default_config()
+        doc["evses"] = [{"dev_id": "E1", "type": "ocpp16", "address": "WB-SMGW", "id": 1, "phases": 3,
+                         "gateway": {"url": "wss://localhost:%d/cs/" % backend.port, "password": PASSWORD,
+                                     "client_id": "backend-wb1"}}]
+        doc["smgw"] = {"enabled": True, "address": "127.0.0.1", "proxy_port": proxy_port, "trust": smgw_ca,
+                       "f1_ocpp_gateway": True}
+        clean, errors = validate_config(doc)
+        assert errors == [], errors
+        DataStore(data).save_config(clean)
+        rt = Runtime(data, http_port=0, ocpp_port=0, host="127.0.0.1")
+        loop_thread = threading.Thread(target=rt.run, name="control-loop")
+        loop_thread.start()
+        try:
+            await asyncio.to_thread(_wait_ocpp, rt)
+            await wait_for(lambda: (rt.ocpp.gateway_status().get("E1") or {}).get("connected"), what="backend link")
+            box, ws, task = await _open("ws://127.0.0.1:%d/" % rt.ocpp.server.port, "WB-SMGW")
+            res = await box.boot()
+            assert res.current_time == "2026-01-01T00:00:00Z"  # the backend's answer, not a local one
+            assert backend.actions("backend-wb1") == ["BootNotification"]
+            await close_box(ws, task)
+        finally:
+            rt.stop()
+            await asyncio.to_thread(loop_thread.join, WAIT_S)
+            await sim.stop_proxy()
+            await backend.stop()
+        return backend.paths
+
+    paths = asyncio.run(main())
+    assert sim.connections and set(sim.connections) == {("localhost", sim.connections[0][1])}
+    assert paths and all(p == "/cs/backend-wb1" for p in paths)
+
+
+def _wait_ocpp(rt):
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        if rt.ocpp.server is not None and rt.ocpp.server.port and rt.ocpp.gateway is not None:
+            return
+        time.sleep(0.05)
+    raise AssertionError("OCPP server did not start")
