@@ -42,20 +42,16 @@ class OcppService:
     def _make_server(self, config, port):
         server_cfg = config["ocpp"]["server"]
         mode = server_cfg.get("tls", "off")
-        tls_kw = {}
-        if mode != "off":
-            # ws and wss on one port (`detect`) or wss only (`on`), with the certificate store's server certificates
-            # (fetched per handshake, so an imported certificate applies without a restart).
-            if self._context_fn is None:
-                self._context_fn = tls.store_context_fn(self.runtime.certs)
-            tls_kw = {"tls_mode": mode, "ssl_context_fn": self._context_fn}
         self.error = None
+        # The context comes from the certificate store at each handshake, so imported certificates apply at once.
+        context_fn = tls.store_context_fn(self.runtime.certs) if mode != "off" else None
         site = config["site"]
         ping_s = server_cfg.get("ping_interval_s", 30)
         return OcppServer(config.get("evses", []), host=self.runtime.host, port=port,
                           password=server_cfg.get("password") or None, monitor=site.get("mode") == "monitor",
                           voltage_v=site.get("voltage_v", 230), on_publish=self._publish,
-                          ping_interval_s=ping_s or None, ping_timeout_s=ping_s or None, **tls_kw)
+                          ping_interval_s=ping_s or None, ping_timeout_s=ping_s or None,
+                          tls_mode=mode, ssl_context_fn=context_fn)
 
     def start(self):
         self.server = self._make_server(self.runtime.config, self.runtime.ocpp_port)
