@@ -52,7 +52,7 @@ APPLIANCE = {
     "usb_mount": "/run/chargemanager/usb",
     "led_base": "/sys/class/leds",
 }
-DEFAULT_SETTINGS = {"good_tries": 3, "update_tries": 1, "health_timeout_s": 180}
+DEFAULT_SETTINGS = {"good_tries": 3, "update_tries": 1, "health_timeout_s": 300}
 
 
 class UpdateError(Exception):
