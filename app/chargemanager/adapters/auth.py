@@ -23,6 +23,8 @@ BASE_LOCKOUT_S = 1
 MAX_LOCKOUT_S = 300
 _SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1}
 _MAX_TRACKED_CLIENTS = 4096
+VERIFIED_TTL_MS = 300000
+_MAX_VERIFIED = 64
 
 
 class PasswordError(ValueError):
@@ -82,6 +84,12 @@ class AdminAuth:
         self._lock = threading.Lock()
         self._record = store.load_auth().get("admin")
         self._failures = {}  # client -> (count, locked_until_ms)
+        # Scripts send Basic credentials with every request; running scrypt (~16 MB, ~100+ ms) each time would
+        # keep a core busy and grow every worker thread's heap. A header verified in the last VERIFIED_TTL_MS is
+        # remembered by its HMAC under a key that lives only in this process, and forgotten on a password change.
+        self._cache_key = os.urandom(32)
+        self._verified = {}  # HMAC of the Authorization header -> expiry (monotonic ms)
+        self._kdf_slot = threading.Semaphore(1)  # one scrypt at a time bounds memory and CPU under guessing
 
     @property
     def password_set(self):
@@ -94,6 +102,7 @@ class AdminAuth:
             self._store.save_auth({"admin": record})
             self._record = record
             self._failures.clear()
+            self._verified.clear()
 
     def retry_after_s(self, client):
         """Seconds the client must still wait before its next attempt is checked (0: may try now)."""
@@ -109,10 +118,23 @@ class AdminAuth:
         creds = parse_basic(header)
         ok = False
         if creds is not None and self._record:
-            user, password = creds
-            # Always run the KDF so a wrong user name costs as much time as a wrong password.
-            ok = verify_password(self._record, password) and hmac.compare_digest(
-                user.encode("utf-8"), ADMIN_USER.encode("utf-8"))
+            tag = hmac.new(self._cache_key, header.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+            now_ms = self._clock_ms()
+            with self._lock:
+                record = self._record
+                ok = self._verified.get(tag, 0) > now_ms
+            if not ok:
+                user, password = creds
+                # Always run the KDF so a wrong user name costs as much time as a wrong password.
+                with self._kdf_slot:
+                    ok = verify_password(record, password)
+                ok = ok and hmac.compare_digest(user.encode("utf-8"), ADMIN_USER.encode("utf-8"))
+                if ok:
+                    with self._lock:
+                        if self._record is record:  # not if the password changed meanwhile
+                            if len(self._verified) >= _MAX_VERIFIED:
+                                self._verified.clear()
+                            self._verified[tag] = now_ms + VERIFIED_TTL_MS
         with self._lock:
             if ok:
                 self._failures.pop(client, None)
