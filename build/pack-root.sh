@@ -14,6 +14,9 @@ root="$out/rootfs"
 [ -d "$root/usr" ] || { echo "pack-root.sh: no root folder $root (run build-rootfs.sh)" >&2; exit 1; }
 [ -f "$out/keys/update-pub.pem" ] || { echo "pack-root.sh: no update key (run build/dev-key.sh)" >&2; exit 1; }
 
+# the overlay again (REUSE_ROOTFS=1 keeps an older root folder); the initramfs parts only count at build-rootfs time
+(cd "$top/rootfs" && tar --exclude=README.md --exclude=./etc/initramfs-tools -cf - .) | tar -C "$root" -xf - --no-same-owner
+
 site="$root/usr/lib/chargemanager/python"
 if [ ! -f "$out/wheels/.done" ] || [ -n "$(find "$top/app" "$top/requirements.txt" -newer "$out/wheels/.done" -name '*.py' -o -newer "$out/wheels/.done" -name '*.txt' -o -newer "$out/wheels/.done" -name '*.toml' | head -1)" ]; then
   rm -rf "$out/wheels" "$top/app/build"

@@ -50,15 +50,7 @@ def test_first_boot_serves_http_from_a_read_only_root(vm):
     assert health.groups() == ("A", "1.0.0", "ro", "good")
 
 
-def ocpp_server_wired():
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    with open(os.path.join(root, "app", "chargemanager", "runtime.py")) as f:
-        return "OcppServer" in f.read()
-
-
 def test_ocpp_port_answers_a_wallbox(vm):
-    if not ocpp_server_wired():
-        pytest.skip("the runtime does not start the OCPP server yet")
     from websockets.exceptions import InvalidStatus, WebSocketException
     from websockets.sync.client import connect
     deadline = time.monotonic() + BOOT_S
