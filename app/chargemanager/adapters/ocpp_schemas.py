@@ -5,6 +5,11 @@ package's own error classes use 2.0.1 spellings and are not used. Schemas are va
 `$schema`), floats as Decimal where the schema uses `multipleOf: 0.1` (21.4 / 0.1 is not integral in binary floating
 point), and `date-time` is checked (jsonschema does not check formats by default). A date-time without a zone is
 accepted: many boxes send local time (REFERENCE A4 #11); the station treats it as charger-local.
+
+Speed: jsonschema costs ~0.9 ms for a MeterValues with 10 sampled values, paid by every wallbox message. Each
+schema is therefore also compiled with fastjsonschema (~20x faster) as a fast path that only ever says "valid":
+when it objects, jsonschema decides and names the failed keyword, so error codes and messages come from one
+place. Schemas that need Decimal arithmetic (multipleOf) skip the fast path.
 """
 
 import decimal
@@ -12,11 +17,13 @@ import json
 import os
 import re
 
+import fastjsonschema
 import jsonschema
 import ocpp
 
 _SCHEMA_DIR = os.path.join(os.path.dirname(ocpp.__file__), "v16", "schemas")
-_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?$")
+_DATE_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?$"
+_DATE_TIME = re.compile(_DATE_TIME_PATTERN)
 # (kind, action) pairs whose schemas use multipleOf on numbers.
 _DECIMAL = {("call", "SetChargingProfile"), ("call", "RemoteStartTransaction"),
             ("result", "GetCompositeSchedule")}
@@ -37,6 +44,7 @@ class Schemas:
 
     def __init__(self):
         self._cache = {}
+        self._fast = {}
 
     def _validator(self, kind, action):
         key = (kind, action)
@@ -48,8 +56,12 @@ class Schemas:
                 v = None
             else:
                 with open(path, encoding="utf-8-sig") as f:
-                    schema = json.load(f, parse_float=decimal.Decimal)
+                    text = f.read()
+                schema = json.loads(text, parse_float=decimal.Decimal)
                 v = jsonschema.Draft4Validator(schema, format_checker=_format_checker)
+                if key not in _DECIMAL:
+                    self._fast[key] = fastjsonschema.compile(json.loads(text),
+                                                             formats={"date-time": _DATE_TIME_PATTERN})
             self._cache[key] = v
         return v
 
@@ -57,6 +69,13 @@ class Schemas:
         v = self._validator(kind, action)
         if v is None:
             return None
+        fast = self._fast.get((kind, action))
+        if fast is not None:
+            try:
+                fast(payload)
+                return None
+            except fastjsonschema.JsonSchemaException:
+                pass  # jsonschema below names the failed keyword (it may also find no error at all)
         if (kind, action) in _DECIMAL:
             payload = json.loads(json.dumps(payload), parse_float=decimal.Decimal)
         err = next(iter(v.iter_errors(payload)), None)
