@@ -70,8 +70,13 @@ def test_set_cm_vars_avail_changes_the_profiles(manager):
         await next_limit(b1, 8.0)
         await next_limit(b2, 8.0)
 
-        info = (await asyncio.to_thread(cnf, manager, "cmd=get_dev_info"))[2]
-        devices = dict((d["dev_id"], d) for d in info["devices"])
+        # The box has the profile; its answer reaches the manager's record a moment later.
+        for _ in range(200):
+            info = (await asyncio.to_thread(cnf, manager, "cmd=get_dev_info"))[2]
+            devices = dict((d["dev_id"], d) for d in info["devices"])
+            if (devices["E1"]["ocpp"].get("profile") or {}).get("limit") == 8.0:
+                break
+            await asyncio.sleep(0.05)
         assert devices["E1"]["last_set_charging_cur"] == 8000
         assert devices["E1"]["ocpp"]["connected"] is True and devices["E1"]["ocpp"]["status"] == "Charging"
         assert devices["E1"]["ocpp"]["profile"]["limit"] == 8.0

@@ -84,7 +84,8 @@ class OcppService:
             if old["ocpp"]["server"]["port"] != new["ocpp"]["server"]["port"]:
                 self.runtime.ocpp_port = new["ocpp"]["server"]["port"]  # else keep a --ocpp-port override
             self._sent = {}
-            self.start()
+            if self.runtime.http is not None:  # only once the runtime runs: start() binds the port itself
+                self.start()
             return
         if self.server is not None:
             self.server.update_evses(new.get("evses", []), monitor=new["site"].get("mode") == "monitor",
