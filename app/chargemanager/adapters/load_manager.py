@@ -16,7 +16,7 @@ import time
 
 from chargemanager.adapters.http_api import ApiError
 from chargemanager.core.tick import prepare, reset_max_overdraft, snapshot_from_readings, tick
-from chargemanager.shim.clock import wall_time_s
+from chargemanager.shim.clock import monotonic_ms, wall_time_s
 
 log = logging.getLogger("loadmgmt")
 
@@ -105,7 +105,7 @@ class LoadManager:
             reading = readings.get(dev_id)
             if reading is not None:
                 entry["reading"] = dict(reading[0])
-                entry["reading_age_ms"] = max(0, int(time.monotonic() * 1000) - reading[1])
+                entry["reading_age_ms"] = max(0, monotonic_ms() - reading[1])
             with self._lock:
                 if dev_id in self.overrides:
                     entry["override"] = dict(self.overrides[dev_id])
@@ -122,10 +122,11 @@ class LoadManager:
         """cFos-shaped device list: {params: {...site...}, devices: [...]} (SPEC §10)."""
         site = self.site_status()
         devices = []
+        evses = dict((e["dev_id"], e) for e in self._runtime.config.get("evses", []))
         for entry in self.evse_status():
             decision = entry.get("decision") or {}
             reading = entry.get("reading") or {}
-            evse = next((e for e in self._runtime.config.get("evses", []) if e["dev_id"] == entry["dev_id"]), {})
+            evse = evses.get(entry["dev_id"], {})
             phases = 0
             for p in range(evse.get("phases", 3)):
                 phases |= 1 << ((evse.get("l1_phase", 1) - 1 + p) % 3)
@@ -133,7 +134,7 @@ class LoadManager:
             device.update({
                 "dev_id": entry["dev_id"], "name": entry.get("name", ""), "address": entry.get("address", ""),
                 "id": entry.get("id"), "min_charging_cur": evse.get("min_current_ma"),
-                "max_power": self._runtime.config and evse.get("max_power_w"), "prio": evse.get("prio"),
+                "max_power": evse.get("max_power_w"), "prio": evse.get("prio"),
                 "phases": phases, "state": reading.get("state"),
                 "cur_charging_power": reading.get("power_w"),
                 "last_set_charging_cur": decision.get("current_ma"),
