@@ -204,7 +204,7 @@ def test_box_on_modbus_and_ocpp_gets_the_minimum_of_both(tmp_path):
         atomic_write_json(str(data / "config.json"), {"version": 1, "evses": [evse]})
         rt = Runtime(str(data))
         allowed = {"BOX-1": (10000, True)}
-        rt.fieldbus.ocpp_limit_provider = lambda cbid: allowed[cbid]
+        rt.fieldbus.ocpp_limit_provider = lambda evse: allowed[evse["ocpp_id"]]
         driver = rt.load_manager.drivers["heidelberg_ec"]
         rt.fieldbus.start()
         try:

@@ -385,3 +385,93 @@ def test_rule5_backend_tx_profile_ends_with_its_transaction():
     gw.box_text('[2,"e","StopTransaction",{"transactionId":44,"meterStop":10,"timestamp":"2026-01-01T01:00:00Z"}]', 3)
     assert gw.status()["backend_profiles"] == 0
     assert sends(gw.set_local_limit(1, 6000, 4), "box") == []
+
+
+def _profile(pid, purpose, stack, limit, unit="A", start=None, periods=None, kind="Absolute", **extra):
+    sched = {"chargingRateUnit": unit,
+             "chargingSchedulePeriod": periods or [{"startPeriod": 0, "limit": limit}]}
+    if start is not None:
+        sched["startSchedule"] = start
+    prof = {"chargingProfileId": pid, "stackLevel": stack, "chargingProfilePurpose": purpose,
+            "chargingProfileKind": kind, "chargingSchedule": sched}
+    prof.update(extra)
+    return prof
+
+
+def _keep(gw, connector, prof, now=2):
+    gw.backend_text(json.dumps([2, "k%d" % prof["chargingProfileId"], "SetChargingProfile",
+                                {"connectorId": connector, "csChargingProfiles": prof}]), now)
+
+
+def test_backend_limit_none_without_backend_profiles():
+    gw = Gateway("gw-")
+    online(gw)
+    assert gw.backend_limit_ma(1, 5) is None
+
+
+def test_backend_limit_highest_stack_level_and_own_connector_win():
+    gw = Gateway("gw-")
+    online(gw)
+    _keep(gw, 0, _profile(1, "TxDefaultProfile", 1, 20))
+    assert gw.backend_limit_ma(1, 5) == 20000
+    _keep(gw, 0, _profile(2, "TxDefaultProfile", 3, 12))
+    assert gw.backend_limit_ma(1, 5) == 12000
+    _keep(gw, 1, _profile(3, "TxDefaultProfile", 0, 14))  # the connector's own profile overrides connector 0
+    assert gw.backend_limit_ma(1, 5) == 14000
+    assert gw.backend_limit_ma(2, 5) == 12000
+
+
+def test_backend_limit_tx_profile_overrides_default_and_max_profile_caps():
+    gw = Gateway("gw-")
+    online(gw)
+    _keep(gw, 1, _profile(1, "TxDefaultProfile", 1, 10))
+    _keep(gw, 1, _profile(2, "TxProfile", 1, 16, transactionId=7))
+    assert gw.backend_limit_ma(1, 5) == 16000
+    _keep(gw, 0, _profile(3, "ChargePointMaxProfile", 1, 13))
+    assert gw.backend_limit_ma(1, 5) == 13000
+
+
+def test_backend_limit_in_watts_uses_phases_and_voltage():
+    gw = Gateway("gw-", voltage_v=230, phases=3)
+    online(gw)
+    _keep(gw, 1, _profile(1, "TxDefaultProfile", 1, 11040, unit="W"))
+    assert gw.backend_limit_ma(1, 5) == 16000
+    _keep(gw, 1, _profile(1, "TxDefaultProfile", 1, 0, unit="W",
+                          periods=[{"startPeriod": 0, "limit": 2300, "numberPhases": 1}]))
+    assert gw.backend_limit_ma(1, 5) == 10000
+
+
+def test_backend_limit_follows_the_schedule_in_wall_time():
+    gw = Gateway("gw-")
+    online(gw)
+    gw.wall_offset_ms = 1767225600000  # 2026-01-01T00:00:00Z at now_ms 0
+    periods = [{"startPeriod": 0, "limit": 16}, {"startPeriod": 3600, "limit": 6}]
+    _keep(gw, 1, _profile(1, "TxDefaultProfile", 1, 0, start="2026-01-01T00:00:00Z", periods=periods))
+    assert gw.backend_limit_ma(1, 60000) == 16000
+    assert gw.backend_limit_ma(1, 3600000) == 6000
+    # a schedule that starts later does not restrict yet; one whose duration ended no longer does
+    _keep(gw, 1, _profile(2, "TxDefaultProfile", 2, 8, start="2026-01-01T02:00:00+01:00"))
+    assert gw.backend_limit_ma(1, 60000) == 16000
+    assert gw.backend_limit_ma(1, 3600000) == 8000
+    ended = _profile(2, "TxDefaultProfile", 2, 8, start="2025-12-31T23:00:00Z")
+    ended["chargingSchedule"]["duration"] = 1800
+    _keep(gw, 1, ended)
+    assert gw.backend_limit_ma(1, 60000) == 16000
+    daily = _profile(3, "TxDefaultProfile", 5, 0, start="2025-12-01T00:00:00Z", kind="Recurring",
+                     periods=[{"startPeriod": 0, "limit": 10}, {"startPeriod": 7200, "limit": 32}],
+                     recurrencyKind="Daily")
+    _keep(gw, 1, daily)
+    assert gw.backend_limit_ma(1, 60000) == 10000
+    assert gw.backend_limit_ma(1, 3 * 3600000) == 32000
+    expired = _profile(4, "ChargePointMaxProfile", 1, 6, validTo="2025-12-31T23:00:00Z")
+    _keep(gw, 0, expired)
+    assert gw.backend_limit_ma(1, 60000) == 10000
+
+
+def test_backend_limit_gone_after_clear():
+    gw = Gateway("gw-")
+    online(gw)
+    _keep(gw, 1, _profile(1, "TxDefaultProfile", 1, 0))
+    assert gw.backend_limit_ma(1, 5) == 0
+    gw.backend_text(json.dumps([2, "c1", "ClearChargingProfile", {"id": 1}]), 6)
+    assert gw.backend_limit_ma(1, 7) is None

@@ -266,3 +266,15 @@ def test_station_switch_to_monitor_removes_only_our_profile():
     st.connectors[1] = dict(st.connectors[1], mode="active")
     cmds = st.commands(8, WALL_MS, True)
     assert cmds[0][0] == "SetChargingProfile" and _limit(cmds[0][1]) == 16.0
+
+
+def test_parse_iso_utc_inverts_iso_utc_and_reads_offsets():
+    from chargemanager.core.ocpp_profiles import iso_utc, parse_iso_utc
+    for ms in (0, 951782400000, 1767225600000, 4107542399000):
+        assert parse_iso_utc(iso_utc(ms)) == ms
+    assert parse_iso_utc("2026-01-01T01:00:00+01:00") == 1767225600000
+    assert parse_iso_utc("2025-12-31T19:30:00.250-04:30") == 1767225600250
+    assert parse_iso_utc("2026-01-01T00:00:00") == 1767225600000
+    for bad in (None, 5, "", "2026-01-01", "2026-13-01T00:00:00Z", "2026-01-01T00:00:00+1", "2026-01-01T00:00:00.Z",
+                "yyyy-01-01T00:00:00Z"):
+        assert parse_iso_utc(bad) is None, bad

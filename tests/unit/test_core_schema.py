@@ -38,6 +38,19 @@ def test_duplicate_dev_ids_and_missing_chargebox_id():
     assert fields(errors) == ["evses[0].address"]
 
 
+def test_one_ocpp_endpoint_per_evse_and_modbus_ocpp_id_checked():
+    doc = {"evses": [{"dev_id": "E1", "address": "BOX", "id": 1}, {"dev_id": "E2", "address": "BOX", "id": 2},
+                     {"dev_id": "E3", "type": "heidelberg_ec", "address": "/dev/ttyUSB0", "id": 1, "ocpp_id": "BOX",
+                      "ocpp_connector_id": 2}]}
+    _, errors = validate_config(doc)
+    assert fields(errors) == ["evses[2]"] and "already used by evses[1]" in errors[0]["error"], errors
+    doc["evses"][2]["ocpp_connector_id"] = 3
+    assert validate_config(doc)[1] == []
+    doc["evses"][2]["ocpp_id"] = "BOX/1"
+    _, errors = validate_config(doc)
+    assert fields(errors) == ["evses[2].ocpp_id"], errors
+
+
 def test_unknown_keys_are_kept():
     clean, errors = validate_config({"future_section": {"x": 1}, "site": {"future_key": 2}})
     assert errors == [] and clean["future_section"] == {"x": 1} and clean["site"]["future_key"] == 2

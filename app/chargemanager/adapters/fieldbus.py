@@ -63,17 +63,26 @@ class ModbusChargerDriver:
     def apply(self, evse, decision):
         current_ma, enable = decision.current_ma, decision.enable
         if evse.get("ocpp_id"):
-            ocpp_ma, ocpp_enable = self.fieldbus.ocpp_limit(evse["ocpp_id"])
+            ocpp_ma, ocpp_enable = self.fieldbus.ocpp_limit(evse)
             current_ma, enable = dual_controlled_limit_ma(current_ma, enable, ocpp_ma, ocpp_enable)
+            ocpp = getattr(self.fieldbus.runtime, "ocpp", None)
+            if ocpp is not None:
+                # The box's OCPP side gets our decision as its charging profile too (instead of the zero default),
+                # and the gateway caps its backend's profiles at it: whichever side the box obeys, it is the minimum.
+                ocpp.apply(evse, decision)
         modbus = self.fieldbus.modbus
         if modbus is not None and modbus.has(evse["dev_id"]):
             modbus.set_charge(evse["dev_id"], current_ma, enable)
 
     def device_info(self, dev_id):
+        info = {}
         for d in self.fieldbus.modbus_diagnostics():
             if d["dev_id"] == dev_id:
-                return {"modbus": d}
-        return {}
+                info["modbus"] = d
+        ocpp = getattr(self.fieldbus.runtime, "ocpp", None)
+        if ocpp is not None:
+            info.update(ocpp.device_info(dev_id))  # a box also connected to our OCPP server
+        return info
 
 
 class Fieldbus:
@@ -89,9 +98,10 @@ class Fieldbus:
         self.modbus = None
         self.inputs = None
         self.started = False
-        # (current mA or None, enable or None) that our OCPP server allows a ChargeBox; the OCPP gateway sets
-        # this when it carries a backend's limit. None: the OCPP side does not restrict.
-        self.ocpp_limit_provider = None
+        # f(evse) -> (current mA or None, enable or None): what the OCPP side allows a Modbus charger that also
+        # talks OCPP to our server (its billing backend's profiles, OcppService.ocpp_side_limit). None: no restriction.
+        ocpp = getattr(runtime, "ocpp", None)
+        self.ocpp_limit_provider = ocpp.ocpp_side_limit if ocpp is not None else None
         self._build(runtime.config)
 
     def install(self):
@@ -151,10 +161,10 @@ class Fieldbus:
         smgw = getattr(self.runtime, "smgw", None)
         return getattr(smgw, "audit", None) or self._own_audit
 
-    def ocpp_limit(self, chargebox_id):
+    def ocpp_limit(self, evse):
         if self.ocpp_limit_provider is None:
             return None, None
-        return self.ocpp_limit_provider(chargebox_id)
+        return self.ocpp_limit_provider(evse)
 
     # --- load management ------------------------------------------------------------------------------------
     def refine_snapshot(self, snapshot, readings, now_ms):

@@ -21,6 +21,7 @@ import logging
 
 from chargemanager.adapters.ocpp_gateway import GatewayLink
 from chargemanager.core import ocpp_session as osession
+from chargemanager.core.ocpp_station import ocpp_endpoint
 from chargemanager.shim.clock import monotonic_ms, wall_time_s
 
 log = logging.getLogger("chargemanager.gateway")
@@ -71,7 +72,7 @@ class GatewayService:
         self.links = {}          # chargebox id -> GatewayLink
         self.errors = {}         # dev_id -> why its link could not be built
         self.ports = {}          # chargebox id -> _BoxPort of the current connection
-        self._evses = [e for e in config.get("evses", []) if e.get("type") == "ocpp16"]
+        self._evses = [e for e in config.get("evses", []) if ocpp_endpoint(e) is not None]
 
     # ---- lifecycle (any thread) ----
 
@@ -90,12 +91,20 @@ class GatewayService:
             out[dev_id] = {"connected": False, "last_error": error}
         return out
 
+    def backend_limit_ma(self, chargebox_id, connector_id):
+        """What the backend's kept charging profiles allow the connector now, in mA (None: no restriction; any
+        thread: the core reads one snapshot of its profile list)."""
+        link = self.links.get(chargebox_id)
+        if link is None:
+            return None
+        return link.core.backend_limit_ma(connector_id, monotonic_ms())
+
     # ---- on the loop ----
 
     def apply_config(self, config, timeout_s=20):
         """A new configuration (any thread): links whose settings changed are restarted, removed ones stopped;
         their queues stay on disk."""
-        self._evses = [e for e in config.get("evses", []) if e.get("type") == "ocpp16"]
+        self._evses = [e for e in config.get("evses", []) if ocpp_endpoint(e) is not None]
         if self.server._loop is not None and self.server._loop.is_running():
             asyncio.run_coroutine_threadsafe(self._sync_links(), self.server._loop).result(timeout_s)
 
@@ -103,7 +112,7 @@ class GatewayService:
         wanted = {}
         for evse in self._evses:
             gw = evse.get("gateway") or {}
-            cbid = evse.get("address")
+            cbid = ocpp_endpoint(evse)[0]
             # One backend link per station: a twin box uses its first EVSE's settings.
             if gw.get("url") and cbid not in wanted:
                 wanted[cbid] = (evse["dev_id"], dict(gw))

@@ -204,7 +204,8 @@ class Connection:
 
 
 class OcppServer:
-    """The Central System. `evses`: config `evses[]` entries (only `type == "ocpp16"` ones are used).
+    """The Central System. `evses`: config `evses[]` entries (those with an OCPP endpoint: `ocpp16` ones and Modbus
+    chargers with `ocpp_id`, see `ocpp_station.ocpp_endpoint`).
 
     Options: `password` (server password, HTTP Basic), `ssl` (an `ssl.SSLContext` for wss), `tls_mode`
     (`ocpp.server.tls`: `off`, `detect` = ws and wss on one port, `on` = wss only) with `ssl_context_fn` (returns
@@ -265,15 +266,17 @@ class OcppServer:
         by_box = {}
         profiles = {}
         for evse in evses:
-            if evse.get("type") != "ocpp16":
+            endpoint = ostation.ocpp_endpoint(evse)
+            if endpoint is None:
                 continue
+            cbid, connector_id = endpoint
             # Connectors of one box share its link; the strictest profile configured on any of them counts.
-            profiles[evse["address"]] = max(profiles.get(evse["address"], 0), int(evse.get("security_profile", 0)))
+            profiles[cbid] = max(profiles.get(cbid, 0), int(evse.get("security_profile", 0)))
             opts = ostation.connector_opts(evse)
             opts["voltage_v"] = self.voltage_v
             if self.monitor:
                 opts["mode"] = "monitor"
-            by_box.setdefault(evse["address"], {})[int(evse.get("id", 1))] = opts
+            by_box.setdefault(cbid, {})[connector_id] = opts
         self.security_profiles = profiles
         for cbid, connectors in by_box.items():
             st = self.stations.get(cbid)

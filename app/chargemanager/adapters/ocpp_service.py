@@ -12,6 +12,7 @@ from chargemanager.adapters import tls
 from chargemanager.adapters.http_api import ApiError
 from chargemanager.adapters.ocpp_gateway_service import GatewayService
 from chargemanager.adapters.ocpp_server import OcppServer
+from chargemanager.core.ocpp_station import ocpp_endpoint
 from chargemanager.shim.clock import monotonic_ms
 
 log = logging.getLogger("chargemanager.ocpp")
@@ -30,6 +31,8 @@ class OcppService:
         self._sent = {}      # dev_id -> last limit handed to the server
         self._pending = {}   # dev_id -> limit collected in this tick
         self._context_fn = None  # TLS server context from the certificate store (built on first use)
+        # Modbus chargers that also talk OCPP to us: their readings come from Modbus, not from this server.
+        self._companions = self._companion_ids(runtime.config)
         runtime.services.append(self)
         runtime.tick_hooks.append(self.on_tick)
         runtime.config_listeners.append(self.on_config)
@@ -92,15 +95,24 @@ class OcppService:
                                      voltage_v=new["site"].get("voltage_v", 230))
         if self.gateway is not None:
             self.gateway.apply_config(new)
+        self._companions = self._companion_ids(new)
         known = set(e["dev_id"] for e in new.get("evses", []))
         for dev_id in list(self._sent):
             if dev_id not in known:
                 del self._sent[dev_id]
 
+    @staticmethod
+    def _companion_ids(config):
+        return frozenset(e["dev_id"] for e in config.get("evses", [])
+                         if e.get("type") != "ocpp16" and ocpp_endpoint(e) is not None)
+
     # --- readings in ----------------------------------------------------------------------------------------
     def _publish(self, states):
         now_ms = monotonic_ms()
+        companions = self._companions
         for dev_id, st in states.items():
+            if dev_id in companions:
+                continue
             current = st["current_ma"]
             quantities = {
                 "online": bool(st["connected"] and st["booted"]),
@@ -126,6 +138,19 @@ class OcppService:
         pending, self._pending = self._pending, {}
         self.server.set_limits(pending)
         self._sent.update(pending)
+
+    def ocpp_side_limit(self, evse):
+        """(current mA or None, enable or None) that the OCPP side allows a Modbus charger that also talks OCPP to
+        us: its billing backend's charging profiles, kept by the gateway (SPEC section 7: the box gets the minimum of
+        both and charges only if both allow). A limit below the EVSE's minimum current forbids charging."""
+        endpoint = ocpp_endpoint(evse)
+        gateway = self.gateway
+        if endpoint is None or gateway is None:
+            return None, None
+        limit_ma = gateway.backend_limit_ma(endpoint[0], endpoint[1])
+        if limit_ma is None:
+            return None, None
+        return limit_ma, limit_ma >= evse.get("min_current_ma", 6000)
 
     def device_info(self, dev_id):
         if self.server is None:

@@ -13,6 +13,7 @@ from chargemanager.core.schema import (
     Bool, Enum, Field, List, Nullable, Number, NumberOrFormula, Object, String, validate, defaults,
 )
 from chargemanager.core.rules import Rule, RuleError
+from chargemanager.core.ocpp_station import ocpp_endpoint
 
 CONFIG_VERSION = 1
 
@@ -180,8 +181,10 @@ EVSE = Object([
           "(0: stop charging). Keep the sum over all boxes within the connection limit."),
     Field("ocpp_id", String(max_length=64), "",
           "Modbus chargers that also connect to our OCPP server: their ChargeBox ID; the box then gets the "
-          "minimum of both and charges only if both allow (the OCPP side's limit comes from the gateway; "
-          "see docs/devices.md)."),
+          "minimum of our limit and its billing backend's (kept by the gateway) and charges only if both allow "
+          "(docs/devices.md)."),
+    Field("ocpp_connector_id", Number(minimum=1, maximum=255, integer=True), 1,
+          "Modbus chargers with `ocpp_id`: the OCPP connector id of this charger in that box."),
 ], "An EVSE (wallbox connector).")
 
 METER = Object([
@@ -293,6 +296,7 @@ def _check_document(clean, path, errors):
                                "error": "dev_id %r is already used by %s" % (dev_id, seen[dev_id])})
             else:
                 seen[dev_id] = "%s[%d]" % (section, index)
+    endpoints = {}
     for index, evse in enumerate(clean.get("evses") or []):
         if evse.get("type") == "ocpp16" and not evse.get("address"):
             errors.append({"field": "evses[%d].address" % index,
@@ -303,6 +307,20 @@ def _check_document(clean, path, errors):
                     errors.append({"field": "evses[%d].address" % index,
                                    "error": "ChargeBox ID character %r not allowed" % ch})
                     break
+        if evse.get("type") != "ocpp16" and evse.get("ocpp_id"):
+            for ch in evse["ocpp_id"]:
+                if not _is_chargebox_char(ch):
+                    errors.append({"field": "evses[%d].ocpp_id" % index,
+                                   "error": "ChargeBox ID character %r not allowed" % ch})
+                    break
+        endpoint = ocpp_endpoint(evse)
+        if endpoint is not None and endpoint[0]:
+            if endpoint in endpoints:
+                errors.append({"field": "evses[%d]" % index,
+                               "error": "ChargeBox ID %r connector %d is already used by %s"
+                                        % (endpoint[0], endpoint[1], endpoints[endpoint])})
+            else:
+                endpoints[endpoint] = "evses[%d]" % index
         gw_url = (evse.get("gateway") or {}).get("url") or ""
         if gw_url and not _is_backend_url(gw_url):
             errors.append({"field": "evses[%d].gateway.url" % index,
@@ -310,7 +328,7 @@ def _check_document(clean, path, errors):
     server = (clean.get("ocpp") or {}).get("server") or {}
     for index, evse in enumerate(clean.get("evses") or []):
         profile = evse.get("security_profile", 0)
-        if evse.get("type") != "ocpp16" or not profile:
+        if ocpp_endpoint(evse) is None or not profile:
             continue
         if profile >= 2 and server.get("tls", "off") == "off":
             errors.append({"field": "evses[%d].security_profile" % index,

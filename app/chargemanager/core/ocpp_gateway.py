@@ -60,7 +60,7 @@ Currents are integer mA per phase. Record `seq` numbers only grow. Imports: json
 
 import json
 
-from chargemanager.core.ocpp_profiles import iso_utc
+from chargemanager.core.ocpp_profiles import iso_utc, parse_iso_utc
 
 CALL = 2
 CALLRESULT = 3
@@ -606,6 +606,70 @@ class Gateway:
         self.box_wait.append({"id": self._mint("b"), "origin": "backend", "backend_id": msg_id,
                               "action": "SetChargingProfile", "payload": text})
         self._pump_box(now_ms)
+
+    def backend_limit_ma(self, connector_id, now_ms):
+        """The current in mA per phase that the backend's kept profiles allow on a connector right now (None: the
+        backend does not restrict it), as OCPP 1.6 section 3.13.2 combines them: within a purpose the highest stack
+        level wins, a connector's own profile before one for connector 0, a TxProfile before the TxDefaultProfile,
+        and a ChargePointMaxProfile caps the result. A schedule runs from its startSchedule (Absolute; Recurring
+        repeats daily or weekly); without one (Relative: the transaction's start, which the gateway does not know)
+        its first period counts. W limits are converted at voltage_v x the period's phases.
+
+        Called from another thread than the one that changes the profiles: it reads one snapshot of the list."""
+        wall_ms = now_ms + self.wall_offset_ms
+        best = {}
+        for entry in list(self.profiles):
+            connector = entry["connector_id"]
+            prof = entry["profile"]
+            purpose = prof.get("chargingProfilePurpose")
+            if purpose == "ChargePointMaxProfile":
+                if connector != 0:
+                    continue
+            elif connector not in (connector_id, 0):
+                continue
+            limit_ma = self._profile_limit_ma(prof, wall_ms)
+            if limit_ma is None:
+                continue
+            rank = (1 if connector == connector_id else 0, prof.get("stackLevel", 0))
+            if purpose not in best or rank > best[purpose][0]:
+                best[purpose] = (rank, limit_ma)
+        tx = best.get("TxProfile") or best.get("TxDefaultProfile")
+        limits = [v[1] for v in (tx, best.get("ChargePointMaxProfile")) if v is not None]
+        return min(limits) if limits else None
+
+    def _profile_limit_ma(self, prof, wall_ms):
+        valid_from = parse_iso_utc(prof.get("validFrom"))
+        valid_to = parse_iso_utc(prof.get("validTo"))
+        if (valid_from is not None and wall_ms < valid_from) or (valid_to is not None and wall_ms >= valid_to):
+            return None
+        sched = prof.get("chargingSchedule") or {}
+        periods = sched.get("chargingSchedulePeriod") or []
+        if not periods:
+            return None
+        start_ms = parse_iso_utc(sched.get("startSchedule"))
+        elapsed_s = 0
+        if start_ms is not None and prof.get("chargingProfileKind") != "Relative":
+            elapsed_s = (wall_ms - start_ms) // 1000
+            if elapsed_s < 0:
+                return None
+            recurrency = {"Daily": 86400, "Weekly": 604800}.get(prof.get("recurrencyKind"))
+            if prof.get("chargingProfileKind") == "Recurring" and recurrency:
+                elapsed_s %= recurrency
+        duration = sched.get("duration")
+        if isinstance(duration, int) and start_ms is not None and elapsed_s >= duration:
+            return None
+        active = None
+        for period in periods:
+            if period.get("startPeriod", 0) <= elapsed_s and (
+                    active is None or period.get("startPeriod", 0) >= active.get("startPeriod", 0)):
+                active = period
+        if active is None:
+            return None
+        limit = active.get("limit", 0)
+        if sched.get("chargingRateUnit") == "W":
+            phases = active.get("numberPhases") or self.phases
+            return int(limit * 1000 / (self.voltage_v * phases))
+        return int(limit * 1000)
 
     def _local_ma_for(self, connector):
         if connector in self.local_ma:

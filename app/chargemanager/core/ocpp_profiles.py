@@ -40,6 +40,56 @@ def iso_utc(wall_ms):
     return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (y, m, d, hh, mm, ss)
 
 
+def _days_from_civil(y, m, d):
+    # inverse of the civil-date algorithm in iso_utc (Howard Hinnant)
+    if m <= 2:
+        y -= 1
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + 9 if m <= 2 else m - 3) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def parse_iso_utc(text):
+    """Unix milliseconds for an OCPP dateTime (`YYYY-MM-DDTHH:MM:SS[.fff](Z|+HH:MM|-HH:MM)`), None if unreadable.
+    A time without zone is taken as UTC (A4 #11: boxes and backends should send UTC anyway)."""
+    if not isinstance(text, str) or len(text) < 19 or text[4] != "-" or text[7] != "-" or text[10] not in "Tt ":
+        return None
+    try:
+        y, mo, d = int(text[0:4]), int(text[5:7]), int(text[8:10])
+        hh, mi, ss = int(text[11:13]), int(text[14:16]), int(text[17:19])
+    except ValueError:
+        return None
+    if not (1 <= mo <= 12 and 1 <= d <= 31 and hh <= 23 and mi <= 59 and ss <= 60):
+        return None
+    rest = text[19:]
+    ms = 0
+    if rest.startswith("."):
+        i = 1
+        while i < len(rest) and "0" <= rest[i] <= "9":
+            i += 1
+        frac = (rest[1:i] + "000")[:3]
+        if i == 1:
+            return None
+        ms = int(frac)
+        rest = rest[i:]
+    offset_min = 0
+    if rest in ("Z", "z", ""):
+        pass
+    elif len(rest) == 6 and rest[0] in "+-" and rest[3] == ":":
+        try:
+            offset_min = int(rest[1:3]) * 60 + int(rest[4:6])
+        except ValueError:
+            return None
+        if rest[0] == "-":
+            offset_min = -offset_min
+    else:
+        return None
+    secs = _days_from_civil(y, mo, d) * 86400 + hh * 3600 + mi * 60 + ss - offset_min * 60
+    return secs * 1000 + ms
+
+
 def parse_capabilities(get_configuration_result):
     """Capabilities from a GetConfiguration.conf payload; unknown or unreadable keys take safe defaults
     (stack level 0, unit A)."""

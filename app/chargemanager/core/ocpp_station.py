@@ -76,6 +76,18 @@ def parse_meter_values(meter_values, phases):
     return out
 
 
+def ocpp_endpoint(evse):
+    """(ChargeBox ID, connector id) under which a config `evses[]` entry talks OCPP to our server, or None.
+
+    An `ocpp16` EVSE is its `address` and `id`; a Modbus charger that also connects to our server (SPEC section 7:
+    load management over Modbus, billing over OCPP) is its `ocpp_id` and `ocpp_connector_id`."""
+    if evse.get("type", "ocpp16") == "ocpp16":
+        return evse.get("address"), int(evse.get("id", 1))
+    if evse.get("ocpp_id"):
+        return evse["ocpp_id"], int(evse.get("ocpp_connector_id", 1))
+    return None
+
+
 def connector_opts(evse):
     """Station connector options from a config `evses[]` entry (defaults for absent keys)."""
     return {
