@@ -47,7 +47,10 @@ class OcppService:
         mode = server_cfg.get("tls", "off")
         self.error = None
         # The context comes from the certificate store at each handshake, so imported certificates apply at once.
-        context_fn = tls.store_context_fn(self.runtime.certs) if mode != "off" else None
+        # One function per service: each one registers a listener with the store.
+        if mode != "off" and self._context_fn is None:
+            self._context_fn = tls.store_context_fn(self.runtime.certs)
+        context_fn = self._context_fn if mode != "off" else None
         site = config["site"]
         ping_s = server_cfg.get("ping_interval_s", 30)
         return OcppServer(config.get("evses", []), host=self.runtime.host, port=port,

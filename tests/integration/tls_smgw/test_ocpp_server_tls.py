@@ -154,3 +154,37 @@ def test_config_refuses_profiles_the_server_settings_cannot_serve():
         ("evses[2].security_profile", "profile 2 needs the OCPP server password (ocpp.server.password)"),
         ("evses[3].security_profile", "profile 3 needs TLS: set ocpp.server.tls to detect or on"),
     ]
+
+
+def test_server_settings_changed_many_times_keep_one_store_listener(tmp_path, seed_pki):
+    """Each change of ocpp.server rebuilds the server; the TLS context function (a certificate-store listener) is
+    made once, so the store does not collect listeners, and TLS boxes still connect afterwards."""
+    import threading
+    import time
+
+    from chargemanager.runtime import Runtime
+    from chargemanager.adapters.store import DataStore
+    data = str(tmp_path / "data")
+    CertStore(data).import_cert("ca", read(seed_pki["dir"] + "/rootCA.crt"))
+    clean, errors = validate_config({"ocpp": {"server": {"tls": "detect", "password": PASSWORD}}, "evses": EVSES})
+    assert errors == [], errors
+    DataStore(data).save_config(clean)
+    rt = Runtime(data, http_port=0, ocpp_port=0, host="127.0.0.1")
+    loop_thread = threading.Thread(target=rt.run, name="control-loop")
+    loop_thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while rt.http is None or rt.ocpp.server is None or not rt.ocpp.server.port:
+            assert time.monotonic() < deadline, "manager did not start"
+            time.sleep(0.05)
+        listeners = len(rt.certs._listeners)
+        for ping_s in (20, 25, 30):
+            doc = dict(rt.config, ocpp={"server": dict(rt.config["ocpp"]["server"], ping_interval_s=ping_s)})
+            rt.apply_config(validate_config(doc)[0])
+        assert len(rt.certs._listeners) == listeners
+        port = rt.ocpp.server.port
+        status = asyncio.run(_boot("wss://127.0.0.1:%d/" % port, "TLS2", PASSWORD, loose_client_context(_pin(rt.certs))))
+        assert status == "Accepted"
+    finally:
+        rt.stop()
+        loop_thread.join(20)
