@@ -13,6 +13,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from modbus_sim import PtyPair, SimDevice, SimServer  # noqa: E402
 from httpclient import call  # noqa: E402
 from test_modbus_rtu import wait_until  # noqa: E402
+from chargemanager.core.ocpp_profiles import parse_iso_utc  # noqa: E402
 
 
 def cnf(manager, query, **kw):
@@ -175,3 +176,36 @@ def test_bad_modbus_configuration_is_rejected_whole(site, manager):
     assert status == 400 and body["fields"] == [{"field": "site.p14a_input",
                                                  "error": "IN7 is not one of the configured inputs[]"}]
     assert cnf(manager, "cmd=get_config")[2]["config"]["meters"] == config["meters"]
+
+
+def test_overdraft_record_and_cut_survive_a_restart(site, manager):
+    configure, meter, box, _, _ = site
+    configure(overdraft_delay_s=0, overdraft_hold_s=600)
+    # 30 A on L1 through a 25 A connection: 5 A overdraft, cut for 10 minutes
+    meter.set_values({"current_l1_ma": 30000, "current_l2_ma": 5000, "current_l3_ma": 5000})
+
+    def site_status():
+        return cnf(manager, "cmd=get_status")[2]["site"]
+    wait_until(lambda: site_status().get("max_overdraft_ma") == 5000, what="overdraft recorded")
+    meter.set_values({"current_l1_ma": 5000})
+    wait_manager_reads(manager, "M1", "current_l1_ma", 5000)
+    before = site_status()
+    assert before["overdraft_cut_ma"][0] == 5000 and before["max_overdraft_at"].endswith("Z")
+
+    assert manager.stop() == 0
+    manager.start()
+    wait_until(lambda: site_status().get("grid_ma"), what="first tick after the restart")
+    after = site_status()
+    assert after["max_overdraft_ma"] == 5000
+    # the same moment (the status shows whole seconds; the clocks are read a few ms apart)
+    assert abs(parse_iso_utc(after["max_overdraft_at"]) - parse_iso_utc(before["max_overdraft_at"])) <= 2000
+    assert after["overdraft_cut_ma"][0] == 5000, "the fuse is still warm: the cut goes on after a restart"
+    # the box's room still carries the cut: 25 A - 5 A house - 5 A cut
+    wait_until(lambda: box.register(3, 261) == 150, what="15 A with the cut kept")
+
+    assert cnf(manager, "cmd=reset_overdraft")[0] == 200
+    wait_until(lambda: site_status().get("max_overdraft_ma") == 0, what="record reset")
+    assert manager.stop() == 0
+    manager.start()
+    wait_until(lambda: site_status().get("grid_ma"), what="first tick after the second restart")
+    assert site_status()["max_overdraft_ma"] == 0

@@ -2,6 +2,7 @@
 websocket clients for malformed frames. Test names follow the OCTT 1.6 CSMS cases where one exists."""
 
 import asyncio
+import time
 import base64
 import json
 
@@ -203,6 +204,10 @@ def test_tc_067_clear_profiles_command(server):
         await close_box(ws, task)
 
     run(main())
+    # the server notices the closed link on its own thread; a command sent before that gets "disconnected"
+    deadline = time.monotonic() + 10
+    while "BOX1" in server.connections and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert server.clear_profiles("BOX1") == {"error": "not connected"}
 
 

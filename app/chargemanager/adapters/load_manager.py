@@ -15,6 +15,8 @@ import threading
 import time
 
 from chargemanager.adapters.http_api import ApiError
+from chargemanager.adapters.loadmgmt_state import LoadStateFile
+from chargemanager.core.ocpp_profiles import iso_utc
 from chargemanager.core.tick import prepare, reset_max_overdraft, snapshot_from_readings, tick
 from chargemanager.shim.clock import monotonic_ms, wall_time_s
 
@@ -26,7 +28,9 @@ class LoadManager:
         self._runtime = runtime
         self._lock = threading.Lock()    # guards overrides and the reset flag (written by HTTP threads)
         self.plan = prepare(runtime.config)
-        self.state = None
+        # the maximum overdraft, a running cut and minimum pauses survive a restart (adapters/loadmgmt_state.py)
+        self.state_file = LoadStateFile(runtime.store.folder)
+        self.state = self.state_file.load(self.plan, monotonic_ms(), int(wall_time_s() * 1000))
         self.decision = None
         self.drivers = {}
         self.overrides = {}              # dev_id -> {"current_ma": n or None, "charging": bool, "rules": bool}
@@ -72,6 +76,7 @@ class LoadManager:
                 log.exception("snapshot hook %r failed", hook)
         decision, self.state = tick(self.plan, self._runtime.formula_lookup, snapshot, self.state, now_ms)
         self.decision = decision
+        self.state_file.save(self.state, now_ms, int(wall_time_s() * 1000))
         evses = dict((e["dev_id"], e) for e in self._runtime.config.get("evses", []))
         for dev_id, result in decision.evses.items():
             evse = evses.get(dev_id)
@@ -90,6 +95,10 @@ class LoadManager:
             return {}
         site = decision.site.to_dict()
         site["errors"] = list(decision.errors)
+        if site.get("max_overdraft_at_ms") is not None:
+            # monotonic ms mean nothing to a reader: the wall-clock time of the record as well
+            ago_ms = monotonic_ms() - site["max_overdraft_at_ms"]
+            site["max_overdraft_at"] = iso_utc(int(wall_time_s() * 1000) - ago_ms)
         return site
 
     def evse_status(self):
