@@ -16,9 +16,17 @@ root="$out/rootfs"
 
 # the overlay again (REUSE_ROOTFS=1 keeps an older root folder); the initramfs parts only count at build-rootfs time
 (cd "$top/rootfs" && tar --exclude=README.md --exclude=./etc/initramfs-tools -cf - .) | tar -C "$root" -xf - --no-same-owner
+# host-side (no chroot, so also for another architecture)
+systemctl --root="$root" enable --quiet chargemanager.service chargemanager-firstboot.service \
+  chargemanager-health.service chargemanager-update.path
 
 site="$root/usr/lib/chargemanager/python"
-if [ ! -f "$out/wheels/.done" ] || [ -n "$(find "$top/app" "$top/requirements.txt" -newer "$out/wheels/.done" -name '*.py' -o -newer "$out/wheels/.done" -name '*.txt' -o -newer "$out/wheels/.done" -name '*.toml' | head -1)" ]; then
+# any file of the app's tree counts (templates, scripts, style sheets are packaged too), except build leftovers
+changed() {
+  find "$top/app" "$top/requirements.txt" -newer "$out/wheels/.done" -type f \
+    -not -path '*/__pycache__/*' -not -path "$top/app/build/*" -not -path '*.egg-info/*' | head -1
+}
+if [ ! -f "$out/wheels/.done" ] || [ -n "$(changed)" ]; then
   rm -rf "$out/wheels" "$top/app/build"
   mkdir -p "$out/wheels"
   pyver=$("$PY" -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')
