@@ -74,6 +74,7 @@ def image(tmp_path_factory):
         "out": OUT,
         "cmdline": cmdline,
         "bad_stick": make_stick(str(tmp / "bad-stick.img"), [badsig, changed, older]),
-        "good_stick": make_stick(str(tmp / "good-stick.img"), [good]),
+        "good_bundle": good,        # uploaded through the config page
+        "badsig_bundle": badsig,
         "broken_stick": make_stick(str(tmp / "broken-stick.img"), [broken]),
     }
