@@ -188,3 +188,25 @@ def test_a_spool_folder_replaced_by_a_link_is_not_followed(box):
     assert any("is not a folder" in line for line in lines)
     assert fingerprint(box) == before
     assert os.listdir(os.path.join(elsewhere, "incoming")) == ["b1.cmbundle"]
+
+
+REPLACE = """import json, os, sys
+from chargemanager.adapters.update_spool import UpdateSpool
+spool = UpdateSpool(sys.argv[1])
+ids = []
+for bundle in sys.argv[2:]:
+    withdrawn = spool.discard_waiting()   # what the upload handler does before it spools a new bundle
+    with open(bundle, "rb") as f:
+        ids.append((spool.receive(f, os.path.getsize(bundle))[0], withdrawn))
+print(json.dumps(ids))
+"""
+
+
+def test_a_new_upload_replaces_one_the_installer_never_took(box):
+    first = make_bundle(box["top"], box["rootfs"], "1.1.0", box["key"])
+    second = make_bundle(box["top"], box["rootfs"], "1.2.0", box["key"])
+    (first_id, none), (second_id, withdrawn) = json.loads(as_app([REPLACE, box["data"], first, second]))
+    assert none == [] and withdrawn == [first_id]
+    lines = run_installer(box["data"], box["paths"])
+    assert "update: installed version 1.2.0 from config page upload %s" % second_id in lines
+    assert not any(first_id in line for line in lines)

@@ -77,6 +77,20 @@ class UpdateSpool:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
+    def discard_waiting(self):
+        """Withdraw bundles the installer has not taken (it removes a name as soon as it takes the file); returns
+        their ids. A new upload replaces them rather than queueing behind them."""
+        ids = []
+        for name in os.listdir(self.incoming):
+            match = NAME_RE.match(name)
+            if match:
+                try:
+                    os.unlink(os.path.join(self.incoming, name))
+                    ids.append(match.group(1))
+                except OSError:
+                    pass
+        return ids
+
     def waiting(self, bundle_id=None):
         """True while a bundle (this one, or any) is spooled and the installer has not taken it."""
         try:

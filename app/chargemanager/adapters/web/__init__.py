@@ -425,8 +425,8 @@ class WebUI:
         if not self._update_lock.acquire(blocking=False):
             return self._json(409, {"error": "another update is being uploaded or installed"})
         try:
-            if self.spool.waiting():
-                return self._json(409, {"error": "an uploaded bundle is still waiting for the installer"})
+            for old in self.spool.discard_waiting():
+                log.warning("config page: update bundle %s was never taken by the installer; replaced", old)
             force = request.query.get("force") == "1"
             try:
                 bundle_id, received = self.spool.receive(request.environ["wsgi.input"], length, force)
