@@ -26,14 +26,15 @@ changed() {
   find "$top/app" "$top/requirements.txt" -newer "$out/wheels/.done" -type f \
     -not -path '*/__pycache__/*' -not -path "$top/app/build/*" -not -path '*.egg-info/*' | head -1
 }
+# wheels for the image's python (3.11, as the build's) and architecture, not the build machine's
+pyver=$("$PY" -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')
+case "$ARCH" in amd64) plat=x86_64 ;; arm64) plat=aarch64 ;; *) echo "unsupported arch $ARCH" >&2; exit 1 ;; esac
+target=(--only-binary=:all: --python-version "$pyver" --platform "manylinux_2_34_$plat" --platform "manylinux_2_28_$plat"
+        --platform "manylinux_2_17_$plat" --platform "manylinux2014_$plat")
 if [ ! -f "$out/wheels/.done" ] || [ -n "$(changed)" ]; then
   rm -rf "$out/wheels" "$top/app/build"
   mkdir -p "$out/wheels"
-  pyver=$("$PY" -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')
-  case "$ARCH" in amd64) plat=x86_64 ;; arm64) plat=aarch64 ;; *) echo "unsupported arch $ARCH" >&2; exit 1 ;; esac
-  "$PY" -m pip download -q --disable-pip-version-check --only-binary=:all: --python-version "$pyver" \
-    --platform "manylinux_2_34_$plat" --platform "manylinux_2_28_$plat" --platform "manylinux_2_17_$plat" \
-    --platform "manylinux2014_$plat" -r "$top/requirements.txt" -d "$out/wheels"
+  "$PY" -m pip download -q --disable-pip-version-check "${target[@]}" -r "$top/requirements.txt" -d "$out/wheels"
   "$PY" -m pip wheel -q --disable-pip-version-check --no-deps -w "$out/wheels" "$top/app"
   rm -rf "$top/app/build"
   touch "$out/wheels/.done"
@@ -41,7 +42,7 @@ fi
 rm -rf "$site"
 mkdir -p "$site"
 "$PY" -m pip install -q --disable-pip-version-check --no-index --find-links "$out/wheels" --target "$site" \
-  --no-compile --only-binary=:all: chargemanager
+  --no-compile "${target[@]}" chargemanager
 rm -rf "$site/bin"
 # the root is read-only: byte-compile now (python3.11 in the image, the same bytecode as the build's 3.11)
 "$PY" -m compileall -q -j0 "$site" >/dev/null
