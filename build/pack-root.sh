@@ -32,6 +32,7 @@ case "$ARCH" in amd64) plat=x86_64 ;; arm64) plat=aarch64 ;; *) echo "unsupporte
 target=(--only-binary=:all: --python-version "$pyver" --platform "manylinux_2_34_$plat" --platform "manylinux_2_28_$plat"
         --platform "manylinux_2_17_$plat" --platform "manylinux2014_$plat")
 if [ ! -f "$out/wheels/.done" ] || [ -n "$(changed)" ]; then
+  echo "pack-root.sh: building wheels ($( [ -f "$out/wheels/.done" ] && echo "changed: $(changed)" || echo "first build"))"
   rm -rf "$out/wheels" "$top/app/build"
   mkdir -p "$out/wheels"
   "$PY" -m pip download -q --disable-pip-version-check "${target[@]}" -r "$top/requirements.txt" -d "$out/wheels"
