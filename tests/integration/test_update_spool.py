@@ -210,3 +210,32 @@ def test_a_new_upload_replaces_one_the_installer_never_took(box):
     lines = run_installer(box["data"], box["paths"])
     assert "update: installed version 1.2.0 from config page upload %s" % second_id in lines
     assert not any(first_id in line for line in lines)
+
+
+def test_the_running_manager_hands_an_upload_to_the_installer_and_reports_the_result(manager, tmp_path):
+    """The manager as its own process (`python -m chargemanager run`), the upload over HTTP as the config page
+    sends it, the installer as a third process started when the spool fills: the answer carries its result, and
+    get_update / get_status show it afterwards."""
+    from httpclient import Browserless, call
+    from update_device import InstallerWatch
+
+    device_folder = str(tmp_path / "device")
+    os.mkdir(device_folder)
+    device = make_device(device_folder)
+    good = make_bundle(device_folder, device["rootfs"], "1.1.0", device["key"])
+    client = Browserless(manager.url)
+    assert client.login(manager.password)[0] == 303
+    token = client.page_token()
+    with open(good, "rb") as f:
+        data = f.read()
+    with InstallerWatch(manager.data_dir, device["paths"]) as watch:
+        status, _, raw = client.request("/ui/update", data, {"X-CSRF-Token": token,
+                                                            "Content-Type": "application/octet-stream"}, "POST")
+    answer = json.loads(raw)
+    assert status == 200 and answer["ok"] and answer["version"] == "1.1.0", answer
+    assert any("writing slot B" in line for line in answer["log"])
+    assert any(line.startswith("update: installed version 1.1.0 from config page upload") for line in watch.output)
+    status, _, body = call(manager.url + "/cnf?cmd=get_update", password=manager.password)
+    assert status == 200 and body["last"]["state"] == "installed" and body["waiting"] is False
+    status, _, body = call(manager.url + "/cnf?cmd=get_status", password=manager.password)
+    assert body["update"]["last"]["version"] == "1.1.0"
