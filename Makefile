@@ -6,7 +6,7 @@ DATA ?= dev-data
 HTTP_PORT ?= 8080
 OCPP_PORT ?= 19520
 
-.PHONY: run test test-unit test-micropython test-system bench venv system-deps node-deps clean image
+.PHONY: run test test-unit test-micropython test-system test-system-arm64 bench venv system-deps node-deps clean image
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt app/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,12 @@ image: venv system-deps
 	bash build/build-image.sh
 
 test-system: venv system-deps
-	$(PY) -m pytest -m system tests/system
+	$(PY) -m pytest -m "system and not arm64" tests/system
+
+# arm64 image in qemu-system-aarch64 (software emulation: slow; not part of test-system or CI)
+test-system-arm64: venv system-deps
+	bash tools/install-system-deps.sh tools/system-packages-arm64.txt
+	$(PY) -m pytest -m arm64 tests/system
 
 bench: venv
 	for b in bench/*.py; do $(PY) $$b || exit 1; done

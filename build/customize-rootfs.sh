@@ -8,8 +8,8 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 chroot "$root" groupadd --system gpio
 chroot "$root" useradd --system --user-group --groups dialout,gpio --home-dir /nonexistent \
   --shell /usr/sbin/nologin chargemanager
-chroot "$root" systemctl enable systemd-networkd.service systemd-resolved.service systemd-timesyncd.service \
-  chargemanager.service chargemanager-firstboot.service chargemanager-health.service
+# the app's own units are enabled by pack-root.sh (the overlay may gain units after this root folder was built)
+chroot "$root" systemctl enable systemd-networkd.service systemd-resolved.service systemd-timesyncd.service
 # periodic jobs that make no sense on a read-only appliance (package lists, dpkg database backups)
 for unit in apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer e2scrub_reap.service; do
   chroot "$root" systemctl mask "$unit" >/dev/null 2>&1 || true

@@ -19,6 +19,7 @@ trap 'rm -rf "$bootdir"' EXIT
 cp "$out/vmlinuz" "$out/initrd.img" "$bootdir/"
 printf 'BOOT_ORDER="A B"\nA_LEFT=%s\nB_LEFT=%s\nTRIAL=\nTRIAL_VERSION=\nLAST_FAILED=\nLAST_FAILED_VERSION=\n' "$GOOD_TRIES" "$GOOD_TRIES" > "$bootdir/bootstate"
 printf '%s\n' "$KERNEL_CMDLINE" > "$bootdir/cmdline.txt"
+cp "$bootdir/cmdline.txt" "$out/cmdline.txt"   # for qemu's direct kernel boot (tests/system)
 rm -f "$out/boot.ext4"
 mkfs.ext4 -q -L boot -d "$bootdir" "$out/boot.ext4" "${BOOT_SIZE_MIB}M"
 

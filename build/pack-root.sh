@@ -16,16 +16,26 @@ root="$out/rootfs"
 
 # the overlay again (REUSE_ROOTFS=1 keeps an older root folder); the initramfs parts only count at build-rootfs time
 (cd "$top/rootfs" && tar --exclude=README.md --exclude=./etc/initramfs-tools -cf - .) | tar -C "$root" -xf - --no-same-owner
+# host-side (no chroot, so also for another architecture)
+systemctl --root="$root" enable --quiet chargemanager.service chargemanager-firstboot.service \
+  chargemanager-health.service chargemanager-update.path
 
 site="$root/usr/lib/chargemanager/python"
-if [ ! -f "$out/wheels/.done" ] || [ -n "$(find "$top/app" "$top/requirements.txt" -newer "$out/wheels/.done" -name '*.py' -o -newer "$out/wheels/.done" -name '*.txt' -o -newer "$out/wheels/.done" -name '*.toml' | head -1)" ]; then
+# any file of the app's tree counts (templates, scripts, style sheets are packaged too), except build leftovers
+changed() {
+  find "$top/app" "$top/requirements.txt" -newer "$out/wheels/.done" -type f \
+    -not -path '*/__pycache__/*' -not -path "$top/app/build/*" -not -path '*.egg-info/*' | head -1
+}
+# wheels for the image's python (3.11, as the build's) and architecture, not the build machine's
+pyver=$("$PY" -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')
+case "$ARCH" in amd64) plat=x86_64 ;; arm64) plat=aarch64 ;; *) echo "unsupported arch $ARCH" >&2; exit 1 ;; esac
+target=(--only-binary=:all: --python-version "$pyver" --platform "manylinux_2_34_$plat" --platform "manylinux_2_28_$plat"
+        --platform "manylinux_2_17_$plat" --platform "manylinux2014_$plat")
+if [ ! -f "$out/wheels/.done" ] || [ -n "$(changed)" ]; then
+  echo "pack-root.sh: building wheels ($( [ -f "$out/wheels/.done" ] && echo "changed: $(changed)" || echo "first build"))"
   rm -rf "$out/wheels" "$top/app/build"
   mkdir -p "$out/wheels"
-  pyver=$("$PY" -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')
-  case "$ARCH" in amd64) plat=x86_64 ;; arm64) plat=aarch64 ;; *) echo "unsupported arch $ARCH" >&2; exit 1 ;; esac
-  "$PY" -m pip download -q --disable-pip-version-check --only-binary=:all: --python-version "$pyver" \
-    --platform "manylinux_2_34_$plat" --platform "manylinux_2_28_$plat" --platform "manylinux_2_17_$plat" \
-    --platform "manylinux2014_$plat" -r "$top/requirements.txt" -d "$out/wheels"
+  "$PY" -m pip download -q --disable-pip-version-check "${target[@]}" -r "$top/requirements.txt" -d "$out/wheels"
   "$PY" -m pip wheel -q --disable-pip-version-check --no-deps -w "$out/wheels" "$top/app"
   rm -rf "$top/app/build"
   touch "$out/wheels/.done"
@@ -33,7 +43,7 @@ fi
 rm -rf "$site"
 mkdir -p "$site"
 "$PY" -m pip install -q --disable-pip-version-check --no-index --find-links "$out/wheels" --target "$site" \
-  --no-compile --only-binary=:all: chargemanager
+  --no-compile "${target[@]}" chargemanager
 rm -rf "$site/bin"
 # the root is read-only: byte-compile now (python3.11 in the image, the same bytecode as the build's 3.11)
 "$PY" -m compileall -q -j0 "$site" >/dev/null

@@ -1,60 +1,12 @@
 """The config page's login, session and CSRF rules over plain HTTP against a real manager (no browser needed)."""
 
 import gzip
-import http.cookiejar
 import io
 import json
 import re
 import tarfile
-import urllib.error
-import urllib.parse
-import urllib.request
 
-from httpclient import call
-
-
-class Browserless:
-    """A cookie-keeping HTTP client that does not follow redirects (so tests see them)."""
-
-    def __init__(self, base):
-        self.base = base
-        self.jar = http.cookiejar.CookieJar()
-
-        class NoRedirect(urllib.request.HTTPRedirectHandler):
-            def redirect_request(self, *args, **kwargs):
-                return None
-
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar), NoRedirect)
-
-    def request(self, path, data=None, headers=None, method=None):
-        if isinstance(data, dict):
-            data = urllib.parse.urlencode(data).encode()
-        req = urllib.request.Request(self.base + path, data=data, headers=headers or {}, method=method)
-        try:
-            with self.opener.open(req, timeout=30) as r:
-                return r.status, r.headers, r.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.headers, exc.read()
-
-    def form_token(self, path):
-        status, headers, body = self.request(path)
-        assert status == 200, body
-        return re.search(rb'name="csrf" value="([^"]+)"', body).group(1).decode()
-
-    def login(self, password):
-        token = self.form_token("/login")
-        return self.request("/login", {"csrf": token, "password": password})
-
-    def page_token(self):
-        status, _, body = self.request("/")
-        assert status == 200
-        return re.search(rb'<meta name="csrf" content="([^"]+)"', body).group(1).decode()
-
-    def cnf(self, query, token, body=None):
-        headers = {"X-CSRF-Token": token} if token else {}
-        data = json.dumps(body).encode() if body is not None else None
-        status, _, raw = self.request("/ui/cnf?" + query, data, headers)
-        return status, json.loads(raw)
+from httpclient import Browserless, call
 
 
 def test_first_run_page_sets_the_password_and_logs_in(fresh_manager):

@@ -38,6 +38,22 @@ def bundle(rootfs, version, out, key=None):
     return out
 
 
+def kernel_cmdline(out):
+    """The command line the image's boot partition has (build/make-disk.sh), for qemu's direct kernel boot."""
+    with open(os.path.join(out, "cmdline.txt")) as f:
+        return f.read().strip()
+
+
+@pytest.fixture(scope="session")
+def image_arm64():
+    """The arm64 image (binfmt + qemu-user for the Debian root's maintainer scripts); only the factory image."""
+    if os.geteuid() != 0:
+        pytest.fail("the image build needs root (mmdebstrap --mode=root, chroot)")
+    run(["bash", "build/build-image.sh"], env={"IMAGE_VERSION": "1.0.0", "ARCH": "arm64"})
+    out = os.path.join(ROOT, "build", "out", "arm64")
+    return {"out": out, "cmdline": kernel_cmdline(out)}
+
+
 @pytest.fixture(scope="session")
 def image(tmp_path_factory):
     if os.geteuid() != 0:
@@ -65,15 +81,11 @@ def image(tmp_path_factory):
         byte = f.read(1)
         f.seek(offset + 12345678)
         f.write(bytes([byte[0] ^ 0x40]))
-    cmdline = None
-    with open(os.path.join(ROOT, "firmware", "image.conf")) as f:
-        for line in f:
-            if line.startswith("KERNEL_CMDLINE="):
-                cmdline = line.split("=", 1)[1].split("#")[0].strip().strip('"')
     return {
         "out": OUT,
-        "cmdline": cmdline,
+        "cmdline": kernel_cmdline(OUT),
         "bad_stick": make_stick(str(tmp / "bad-stick.img"), [badsig, changed, older]),
-        "good_stick": make_stick(str(tmp / "good-stick.img"), [good]),
+        "good_bundle": good,        # uploaded through the config page
+        "badsig_bundle": badsig,
         "broken_stick": make_stick(str(tmp / "broken-stick.img"), [broken]),
     }

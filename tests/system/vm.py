@@ -20,8 +20,16 @@ def free_port():
         return s.getsockname()[1]
 
 
+# software-emulated machines per image architecture (q35 for amd64; the generic ARM "virt" board for arm64)
+MACHINES = {
+    "amd64": ["qemu-system-x86_64", "-machine", "q35,accel=tcg"],
+    "arm64": ["qemu-system-aarch64", "-machine", "virt,accel=tcg", "-cpu", "cortex-a72"],
+}
+
+
 class VM:
-    def __init__(self, workdir, out_dir, cmdline, memory_mib=1024):
+    def __init__(self, workdir, out_dir, cmdline, memory_mib=1024, arch="amd64"):
+        self.arch = arch
         self.workdir = str(workdir)
         self.out_dir = str(out_dir)
         self.cmdline = cmdline
@@ -45,7 +53,7 @@ class VM:
         console = open(self.console_path, "ab")
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
-            ["qemu-system-x86_64", "-machine", "q35,accel=tcg", "-smp", "2", "-m", str(self.memory_mib),
+            MACHINES[self.arch] + ["-smp", "2", "-m", str(self.memory_mib),
              "-display", "none", "-serial", "stdio", "-monitor", "unix:%s,server,nowait" % self.monitor_path,
              "-kernel", os.path.join(self.out_dir, "vmlinuz"), "-initrd", os.path.join(self.out_dir, "initrd.img"),
              "-append", self.cmdline,

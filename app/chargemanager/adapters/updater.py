@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 import tarfile
@@ -51,6 +52,7 @@ APPLIANCE = {
     "settings": "/usr/lib/chargemanager/update.json",
     "usb_mount": "/run/chargemanager/usb",
     "led_base": "/sys/class/leds",
+    "spool": "/data/update",
 }
 DEFAULT_SETTINGS = {"good_tries": 3, "update_tries": 1, "health_timeout_s": 300}
 
@@ -132,15 +134,16 @@ def _sha256_range(f, offset, size):
     return digest.hexdigest()
 
 
-def verify_bundle(bundle_path, public_key_pem, device_type, current_version, force=False):
+def verify_bundle(bundle_path, public_key_pem, device_type, current_version, force=False, label=None):
     """Check everything that can be checked without writing; returns (manifest, rootfs offset in the file).
 
     Order: signature, then the signed fields (device type, version), then the root image's size and hash.
-    `force` allows the same or an older version (an admin's downgrade); never another device type."""
+    `force` allows the same or an older version (an admin's downgrade); never another device type.
+    `label` names the bundle in messages (default: its file name)."""
     try:
         tar = tarfile.open(bundle_path, "r:")
     except (OSError, tarfile.TarError) as e:
-        raise UpdateError("%s is not an update bundle (%s)" % (os.path.basename(bundle_path), e))
+        raise UpdateError("%s is not an update bundle (%s)" % (label or os.path.basename(bundle_path), e))
     with tar:
         members = {}
         try:
@@ -266,10 +269,10 @@ def _device_size(path):
 
 
 def install(bundle_path, *, public_key_pem, device_type, current_version, booted_slot, slots, bootstate_path,
-            update_tries=1, force=False, log=print):
+            update_tries=1, force=False, log=print, label=None):
     """Verify, write the inactive slot, read it back, switch the boot state to it (on trial). Returns the
     manifest. Raises UpdateError with the reason; when verification fails nothing has been written."""
-    manifest, offset = verify_bundle(bundle_path, public_key_pem, device_type, current_version, force)
+    manifest, offset = verify_bundle(bundle_path, public_key_pem, device_type, current_version, force, label)
     state = BootState.load(bootstate_path)
     if not force and state.last_failed_version and manifest["version"] == state.last_failed_version:
         raise UpdateError("version %s was rolled back on this device before (it never became healthy); an admin "
@@ -281,7 +284,7 @@ def install(bundle_path, *, public_key_pem, device_type, current_version, booted
     if size > capacity:
         raise UpdateError("root image (%d bytes) does not fit slot %s (%d bytes)" % (size, target, capacity))
     log("update: bundle %s verified (version %s); writing slot %s" % (
-        os.path.basename(bundle_path), manifest["version"], target))
+        label or os.path.basename(bundle_path), manifest["version"], target))
     # the slot must no longer be bootable while it is half written
     state.left[target] = 0
     state.order = [booted_slot, target]
@@ -346,8 +349,8 @@ def booted_slot(paths=APPLIANCE):
     return slot
 
 
-def install_on_appliance(bundle_path, force=False, paths=APPLIANCE, log=print):
-    """The one install path for the USB stick, the command line and the config page."""
+def install_on_appliance(bundle_path, force=False, paths=APPLIANCE, log=print, label=None):
+    """The one install path for the USB stick, the command line and the config page (through process_spool)."""
     if not os.path.exists(paths["release"]):
         raise UpdateError("not running on the appliance image (no %s)" % paths["release"])
     release = _read_json(paths["release"])
@@ -358,7 +361,7 @@ def install_on_appliance(bundle_path, force=False, paths=APPLIANCE, log=print):
         return install(bundle_path, public_key_pem=public_key_pem, device_type=release["device_type"],
                        current_version=release["version"], booted_slot=booted_slot(paths), slots=paths["slots"],
                        bootstate_path=paths["bootstate"], update_tries=appliance_settings(paths)["update_tries"],
-                       force=force, log=log)
+                       force=force, log=log, label=label)
     finally:
         if led is not None:
             led.set("running")
@@ -448,6 +451,132 @@ def usb(device, reboot, force=False, paths=APPLIANCE, log=print):
     return installed
 
 
+# ---- the config page's uploads (root side of adapters/update_spool.py) -------------------------------------
+
+REBOOT_DELAY_S = 3  # after an installed upload: time for the app to pass the result on before it is stopped
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def process_spool(spool_dir=None, paths=APPLIANCE, log=print):
+    """Install the bundles the app spooled in `spool_dir`/incoming, one result file each; returns the version
+    installed, or None. Runs as root on files the unprivileged app controls, so: every name is resolved relative
+    to folders opened without following links, a spooled file is opened without following links and is taken only
+    as a single-link regular file of bounded size, its name is removed before it is looked at (from then on only
+    the open file counts), and the only thing done with it is install_on_appliance (signature checked before
+    anything is written). Whatever else is in the folder is removed, so the path unit does not fire again."""
+    from chargemanager.adapters import update_spool as spool
+    spool_dir = spool_dir or paths["spool"]
+    try:
+        top = os.open(spool_dir, _DIR_FLAGS)
+    except OSError as e:
+        log("update: spool folder %s: %s" % (spool_dir, e.strerror))
+        return None
+    try:
+        try:
+            incoming = os.open(spool.INCOMING, _DIR_FLAGS, dir_fd=top)
+        except OSError as e:
+            log("update: spool folder %s/%s is not a folder (%s)" % (spool_dir, spool.INCOMING, e.strerror))
+            return None
+        try:
+            installed = None
+            for name in sorted(os.listdir(incoming)):
+                match = spool.NAME_RE.match(name)
+                if match is None or installed is not None:
+                    log("update: removed %r from the upload spool (%s)"
+                        % (name, "not a spooled bundle" if match is None else "another bundle was installed"))
+                    _remove_entry(incoming, name)
+                    continue
+                result = _install_spooled(incoming, name, match.group(1), bool(match.group(2)), paths, log,
+                                          spool.MAX_BUNDLE_BYTES)
+                try:
+                    _write_result(top, spool.RESULT_FILE, result)
+                except OSError as e:
+                    log("update: cannot write the upload result: %s" % e)
+                if result["state"] == "installed":
+                    installed = result["version"]
+            return installed
+        finally:
+            os.close(incoming)
+    finally:
+        os.close(top)
+
+
+def _remove_entry(dir_fd, name):
+    try:
+        if stat.S_ISDIR(os.lstat(name, dir_fd=dir_fd).st_mode):
+            os.rmdir(name, dir_fd=dir_fd)
+        else:
+            os.unlink(name, dir_fd=dir_fd)
+    except OSError:
+        pass
+
+
+def _install_spooled(dir_fd, name, bundle_id, force, paths, log, max_bytes):
+    result = {"id": bundle_id, "state": "refused", "version": None, "message": "", "log": [],
+              "time_s": int(time.time())}
+
+    def both(line):
+        result["log"].append(line)
+        log(line)
+
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError as e:
+        _remove_entry(dir_fd, name)
+        result["message"] = "the uploaded file cannot be opened (%s; links are not followed)" % e.strerror
+        log("update: refused upload %s: %s" % (bundle_id, result["message"]))
+        return result
+    try:
+        st = os.fstat(fd)
+        _remove_entry(dir_fd, name)
+        if not stat.S_ISREG(st.st_mode):
+            result["message"] = "the uploaded file is not a regular file"
+        elif st.st_nlink != 1:
+            result["message"] = "the uploaded file has other names (hard links)"
+        elif st.st_size > max_bytes:
+            result["message"] = "the uploaded file is %d bytes, more than the limit of %d" % (st.st_size, max_bytes)
+        else:
+            # the open file itself, whatever the app does with names in the folder meanwhile
+            manifest = install_on_appliance("/proc/self/fd/%d" % fd, force=force, paths=paths, log=both,
+                                            label="upload " + bundle_id)
+            result.update(state="installed", version=manifest["version"],
+                          message="version %s installed to the inactive slot; the appliance restarts into it"
+                                  % manifest["version"])
+    except UpdateError as e:
+        result["message"] = str(e)
+    except OSError as e:
+        result.update(state="failed", message="%s (%s)" % (e.strerror or e, getattr(e, "filename", "") or ""))
+    finally:
+        os.close(fd)
+    if result["state"] == "installed":
+        log("update: installed version %s from config page upload %s" % (result["version"], bundle_id))
+    else:
+        log("update: %s upload %s: %s" % (result["state"], bundle_id, result["message"]))
+    return result
+
+
+def _write_result(dir_fd, name, result):
+    """Atomic and durable, in a folder the app owns: a fresh temp name created exclusively (never through a link
+    the app placed), then renamed over the result."""
+    data = (json.dumps(result, indent=1, sort_keys=True) + "\n").encode()
+    tmp = ".%s.%d.tmp" % (name, os.getpid())
+    try:
+        os.unlink(tmp, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
+    try:
+        os.fchmod(fd, 0o644)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    os.fsync(dir_fd)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m chargemanager.adapters.updater",
                                      description="signed A/B updates of the appliance")
@@ -462,6 +591,9 @@ def main(argv=None):
     p = sub.add_parser("health", help="mark the running slot good once the app is healthy")
     p.add_argument("--port", type=int, action="append", default=[])
     p.add_argument("--timeout-s", type=int, default=None)
+    p = sub.add_parser("spool", help="install bundles uploaded through the config page (chargemanager-update.service)")
+    p.add_argument("--folder", default=APPLIANCE["spool"])
+    p.add_argument("--reboot", action="store_true")
     sub.add_parser("mark-good", help="confirm the running slot now")
     sub.add_parser("status", help="print the boot state")
     args = parser.parse_args(argv)
@@ -473,6 +605,12 @@ def main(argv=None):
             return 0
         if args.command == "usb":
             return 0 if usb(args.device, args.reboot) else 1
+        if args.command == "spool":
+            version = process_spool(args.folder)
+            if version and args.reboot:
+                time.sleep(REBOOT_DELAY_S)
+                subprocess.run(["systemctl", "reboot"])
+            return 0
         if args.command == "health":
             timeout_s = args.timeout_s or appliance_settings()["health_timeout_s"]
             return 0 if health(args.port, timeout_s) else 1

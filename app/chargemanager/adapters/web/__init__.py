@@ -33,6 +33,7 @@ import bottle
 from chargemanager import __version__
 from chargemanager.adapters.auth import ADMIN_USER, PasswordError
 from chargemanager.adapters.http_api import ApiError, ApiRequest, redact
+from chargemanager.adapters.update_spool import MAX_BUNDLE_BYTES as MAX_UPDATE_BYTES, UpdateSpool
 from chargemanager.adapters.web.formdesc import form_description
 from chargemanager.adapters.web.history import LogRing, PowerHistory
 from chargemanager.adapters.variable_service import json_number
@@ -49,8 +50,6 @@ STATIC = os.path.join(HERE, "static")
 SESSION_COOKIE = "cm_session"
 PRELOGIN_COOKIE = "cm_prelogin"
 MAX_FORM_BYTES = 8192                     # login and first-run forms: read nothing bigger
-MAX_UPDATE_BYTES = 1024 * 1024 * 1024     # an update bundle (a compressed root file system)
-UPLOAD_CHUNK_BYTES = 1024 * 1024
 SESSION_IDLE_S = 8 * 3600
 MAX_SESSIONS = 32
 
@@ -134,7 +133,8 @@ class WebUI:
         self._gzip_cache = {}
         self._update_lock = threading.Lock()
         self.max_body_bytes = MAX_UPDATE_BYTES + 65536
-        self.update_paths = None  # the updater's appliance paths (None: its defaults); tests point them at files
+        self.spool = None  # the hand-off to the root installer (None: a build without the updater)
+        self.update_wait_s = 120  # how long an upload's answer waits for the installer's result
         self.wall_s = wall_time_s  # the chart's time axis (a test may replay hours in seconds)
 
     # --- wiring into the runtime ----------------------------------------------------------------------------
@@ -147,6 +147,10 @@ class WebUI:
         runtime.status_providers.setdefault("settings", self.settings_status)
         runtime.commands.register("get_history", self.cmd_get_history)
         runtime.commands.register("get_config_schema", self.cmd_get_config_schema)
+        if _updater() is not None:
+            self.spool = UpdateSpool(runtime.store.folder)
+            runtime.status_providers.setdefault("update", self.spool.status)
+            runtime.commands.register("get_update", self.cmd_get_update)
 
     def on_tick(self, now_ms, values):
         """Feed the chart: site power = sum of the grid meters, EV power = sum of the EVSEs' own readings."""
@@ -271,7 +275,7 @@ class WebUI:
         session = self._session()
         if session is None:
             return bottle.redirect("/login", 303)
-        features = self.runtime.commands.names() + (["ui:update"] if _updater() is not None else [])
+        features = self.runtime.commands.names() + (["ui:update"] if self.spool is not None else [])
         return self._render("page", csrf=session.csrf, commands=",".join(features))
 
     def page_login(self, error=None, status=200):
@@ -401,16 +405,16 @@ class WebUI:
             return self._json(500, {"error": "internal error; see the appliance log"})
 
     def post_update(self):
-        """An update bundle as the request body: stored on the data partition, then verified and installed by the
-        updater (the same path as the USB stick): nothing is written to a slot before the bundle checked out."""
+        """An update bundle as the request body: spooled on the data partition for the root installer
+        (chargemanager-update.service, adapters/update_spool.py), which verifies it before writing anything and
+        installs it the same way as a USB stick; the answer is its result, or 202 while it is still working."""
         request = bottle.request
         session = self._session()
         if session is None:
             return self._json(401, {"error": "not logged in (or the session expired): open /login"})
         if not _same(request.get_header("X-CSRF-Token") or "", session.csrf) or not self._origin_ok():
             return self._json(403, {"error": "missing or wrong CSRF token; reload the page"})
-        updater = _updater()
-        if updater is None:
+        if self.spool is None:
             return self._json(404, {"error": "this build has no updater"})
         length = request.content_length
         if length <= 0:
@@ -420,50 +424,35 @@ class WebUI:
                                              % (length, MAX_UPDATE_BYTES), "limit": MAX_UPDATE_BYTES})
         if not self._update_lock.acquire(blocking=False):
             return self._json(409, {"error": "another update is being uploaded or installed"})
-        # A dot-name ending in .tmp: the store removes a leftover at the next start (power cut mid-upload).
-        path = self.runtime.store.path(".update-upload.tmp")
-        lines = []
         try:
+            for old in self.spool.discard_waiting():
+                log.warning("config page: update bundle %s was never taken by the installer; replaced", old)
+            force = request.query.get("force") == "1"
             try:
-                received = _receive(request.environ["wsgi.input"], length, path)
+                bundle_id, received = self.spool.receive(request.environ["wsgi.input"], length, force)
             except OSError as exc:
                 log.error("config page: cannot store the uploaded bundle: %s", exc)
                 return self._json(500, {"error": "cannot store the bundle on the data partition (%s); nothing was "
                                                  "installed" % (exc.strerror or exc)})
-            if received != length:
+            if bundle_id is None:
                 return self._json(400, {"error": "upload incomplete: %d of %d bytes; nothing was installed"
                                                  % (received, length)})
-            force = request.query.get("force") == "1"
-            log.info("config page: update bundle of %d bytes uploaded from %s%s", length, self._client(),
-                     " (forced)" if force else "")
-            kwargs = {} if self.update_paths is None else {"paths": self.update_paths}
-            try:
-                manifest = updater.install_on_appliance(path, force=force, log=lines.append, **kwargs)
-            except updater.UpdateError as exc:
-                log.warning("config page: update refused: %s", exc)
-                return self._json(400, {"error": "update refused: %s; nothing was installed" % exc, "log": lines})
-            except PermissionError as exc:
-                # The appliance's service runs unprivileged (rootfs/etc/systemd/system/chargemanager.service):
-                # writing a root slot or the boot state needs the privileged updater (USB stick path).
-                log.error("config page: update verified but not installed: %s", exc)
-                return self._json(500, {"error": "the bundle could not be installed: this service may not write "
-                                                 "%s; nothing was installed" % (exc.filename or "the root slot"),
-                                        "log": lines})
-            except OSError as exc:
-                log.error("config page: update failed: %s", exc)
-                return self._json(500, {"error": "update failed: %s (%s)" % (
-                    exc.strerror or exc, getattr(exc, "filename", "") or ""), "log": lines})
-            log.info("config page: version %s installed to the inactive slot", manifest.get("version"))
-            return self._json(200, {"ok": True, "version": manifest.get("version"), "log": lines,
-                                    "next": "restart the appliance to start version %s; if it does not come up "
-                                            "healthy, the appliance falls back to the running version"
-                                            % manifest.get("version")})
+            log.info("config page: update bundle %s of %d bytes uploaded from %s%s", bundle_id, length,
+                     self._client(), " (forced)" if force else "")
+            result = self.spool.wait_result(bundle_id, self.update_wait_s)
+            if result is None:
+                return self._json(202, {"ok": None, "id": bundle_id, "state": "waiting",
+                                        "message": "stored; the installer has not answered yet (get_update shows "
+                                                   "the result)"})
+            return self._json(*_update_answer(result))
         finally:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
             self._update_lock.release()
+
+    def cmd_get_update(self, req):
+        """The running version, whether an upload waits for the installer, and the installer's last result."""
+        status = self.spool.status()
+        status["version"] = __version__
+        return 200, status
 
     def diagnostics(self):
         """A tar.gz with the configuration (secrets replaced), status, variables and the recent log lines."""
@@ -518,19 +507,16 @@ def _updater():
     return updater
 
 
-def _receive(stream, length, path):
-    """Copy `length` bytes of the request body to `path` (fsynced); returns the bytes received."""
-    received = 0
-    with open(path, "wb") as f:
-        while received < length:
-            chunk = stream.read(min(UPLOAD_CHUNK_BYTES, length - received))
-            if not chunk:
-                break
-            f.write(chunk)
-            received += len(chunk)
-        f.flush()
-        os.fsync(f.fileno())
-    return received
+def _update_answer(result):
+    """(status, body) for the installer's result of an upload."""
+    lines = result.get("log") or []
+    if result.get("state") == "installed":
+        return 200, {"ok": True, "version": result.get("version"), "log": lines,
+                     "next": "the appliance restarts into version %s now; if it does not come up healthy, it falls "
+                             "back to the running version" % result.get("version")}
+    if result.get("state") == "refused":
+        return 400, {"error": "update refused: %s; nothing was installed" % result.get("message"), "log": lines}
+    return 500, {"error": "update failed: %s" % result.get("message"), "log": lines}
 
 
 def install(runtime):

@@ -548,7 +548,7 @@ function updateCard() {
   const bar = h("progress", {max: 100, value: 0, id: "update-progress"});
   const msg = h("div", {class: "msg", id: "update-result"});
   return card("Update", note("Upload a signed update bundle (.cmbundle). It is verified (signature, device type, version, "
-    + "image hash) before anything is written, then goes to the inactive slot; the running version stays until a restart."),
+    + "image hash) before anything is written, then goes to the inactive slot, and the appliance restarts into it (if it does not come up healthy, it falls back to the running version)."),
     h("form", {class: "inline", id: "update-form", onsubmit: (ev) => {
       ev.preventDefault();
       if (!file.files[0]) { msg.textContent = "choose a bundle file"; msg.className = "msg err"; return; }
@@ -558,12 +558,27 @@ function updateCard() {
       x.setRequestHeader("Content-Type", "application/octet-stream");
       x.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = 100 * e.loaded / e.total; };
       x.upload.onload = () => { bar.value = 100; msg.textContent = "uploaded; verifying and installing…"; msg.className = "msg"; };
-      x.onload = () => {
-        let d; try { d = JSON.parse(x.responseText); } catch (e) { d = {error: "answer " + x.status}; }
+      const show = (d) => {
         msg.textContent = "";
         msg.className = d.ok ? "msg ok" : "msg err";
         msg.append(h("b", {}, d.ok ? "Installed version " + d.version + ": " + d.next + "." : d.error),
           d.log && d.log.length ? h("pre", {}, d.log.join("\n")) : null);
+      };
+      // 202: the root installer has not answered yet; its result comes through get_update
+      const poll = async (id) => {
+        let r;
+        try { r = await api("get_update"); } catch (e) { r = null; }
+        const last = r && r.ok ? r.data.last : null;
+        if (!last || last.id !== id) { setTimeout(() => poll(id), 2000); return; }
+        const lines = last.log || [];
+        show(last.state === "installed"
+          ? {ok: true, version: last.version, log: lines, next: "the appliance restarts into it now"}
+          : {error: "update " + last.state + ": " + last.message, log: lines});
+      };
+      x.onload = () => {
+        let d; try { d = JSON.parse(x.responseText); } catch (e) { d = {error: "answer " + x.status}; }
+        if (x.status === 202) { msg.textContent = "stored; waiting for the installer…"; msg.className = "msg"; poll(d.id); return; }
+        show(d);
       };
       x.onerror = () => { msg.textContent = "upload failed (connection lost)"; msg.className = "msg err"; };
       bar.value = 0; msg.textContent = "uploading…"; msg.className = "msg";
