@@ -33,7 +33,7 @@ def test_refresh_when_a_full_collection_was_expensive_but_not_more_often_than_mi
     policy = GcPolicy(expensive_ms=0.0, min_gap_s=10, refresh_s=900, clock=clock)
     policy.install()
     try:
-        assert not policy.due()
+        assert not policy.refresh_due()
         gc.collect()  # a full collection: with expensive_ms=0 it counts as expensive
         assert policy.expensive
         clock.now += 5
@@ -70,5 +70,30 @@ def test_refresh_at_the_latest_after_refresh_s_and_cyclic_garbage_is_freed():
         policy.after_tick()
         assert policy.refreshes == 3
         assert gc.get_freeze_count() <= frozen - 2000
+    finally:
+        policy.uninstall()
+
+
+def test_the_control_loop_collects_young_garbage_between_ticks():
+    policy = GcPolicy(young_threshold=10 ** 6, young_collect=500, clock=FakeClock())
+    policy.install()
+    try:
+        class Node:
+            pass
+        probe = Node()
+        probe.self = probe
+        import weakref
+        alive = weakref.ref(probe)
+        for _ in range(1000):  # young objects, above young_collect
+            n = Node()
+            n.self = n
+        del probe, n
+        assert alive() is not None  # the automatic threshold is far away: nothing collected it yet
+        policy.after_tick()
+        assert policy.between_ticks == 1
+        assert policy.collections[0] + policy.collections[1] + policy.collections[2] >= 1
+        assert alive() is None
+        policy.after_tick()  # nothing young left to speak of: no collection
+        assert policy.between_ticks == 1
     finally:
         policy.uninstall()
