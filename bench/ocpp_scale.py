@@ -4,7 +4,11 @@ Two tables. (1) "server": the OCPP server alone in its own process; the limit co
 (2) "manager": the whole charging manager (`python -m chargemanager run`) with N OCPP EVSEs sharing a site limit
 `16000 * N * AVAIL / 100`; the grid operator's `set_cm_vars AVAIL=…` changes every box's limit (8 A <-> 16 A).
 Both print the time from the command returning to each box receiving its new SetChargingProfile: p50/p99/max over
-all boxes and rounds; plus, for the manager, the control tick's CPU time (largest seen) and the process's memory.
+all boxes and rounds; plus, for the manager, the control tick's CPU time (the largest of every tick during the run,
+`tick_cpu_max_ms`), the OCPP thread's CPU time to send one change to every box, the process's memory, and the garbage
+collector's work (adapters/gcpolicy.py). A box's time is taken when its frame arrives; the simulated boxes answer
+after the frames that arrived in the same read were timestamped (one process plays all boxes; a real box does not
+wait for the others).
 The wallboxes run in this process (one asyncio loop, websockets' sans-I/O client on plain transports, so the
 simulator costs little). Targets (issue 3): N=500 all boxes within 100 ms; tick <= 20 ms at N=1000; whole process
 < 250 MB at N=1000. Other work on the machine inflates the times: the load average is printed.

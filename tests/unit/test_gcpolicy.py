@@ -34,6 +34,7 @@ def test_refresh_when_a_full_collection_was_expensive_but_not_more_often_than_mi
     policy.install()
     try:
         assert not policy.refresh_due()
+        policy.last_refresh_ms = 0.0  # as if the refresh had been instant: any full collection is worth the next
         gc.collect()  # a full collection: with expensive_ms=0 it counts as expensive
         assert policy.expensive
         clock.now += 5
@@ -95,5 +96,20 @@ def test_the_control_loop_collects_young_garbage_between_ticks():
         assert alive() is None
         policy.after_tick()  # nothing young left to speak of: no collection
         assert policy.between_ticks == 1
+    finally:
+        policy.uninstall()
+
+
+def test_a_full_collection_cheaper_than_half_a_refresh_does_not_refresh():
+    clock = FakeClock()
+    policy = GcPolicy(expensive_ms=0.0, min_gap_s=10, refresh_s=900, clock=clock)
+    policy.install()
+    try:
+        policy.last_refresh_ms = 10 ** 6  # as if the refresh had taken very long
+        gc.collect()
+        assert not policy.expensive
+        clock.now += 60
+        policy.after_tick()
+        assert policy.refreshes == 1
     finally:
         policy.uninstall()

@@ -9,9 +9,9 @@ scattered in memory), and each such collection promoted the tick's transient obj
 
 Policy, installed by the runtime once it runs:
 - Everything alive is moved into the permanent generation (`gc.freeze()` after a full collection), so full
-  collections only walk what was created since. When a full collection gets expensive again (boxes connected since:
-  their connections are new long-lived objects), or at the latest every `refresh_s`, the control loop refreshes
-  between ticks: unfreeze, collect, freeze; at most once per `min_gap_s`. Cyclic garbage among frozen objects (a box
+  collections only walk what was created since. When a full collection gets expensive again (longer than half the
+  last refresh: boxes connected since, their connections are new long-lived objects), or at the latest every
+  `refresh_s`, the control loop refreshes between ticks: unfreeze, collect, freeze; at most once per `min_gap_s`. Cyclic garbage among frozen objects (a box
   that disconnected) is kept until the next refresh, which bounds what it can cost in memory.
 - The control loop runs the collections itself, between ticks: after each tick, when at least `young_collect`
   container objects were allocated net since the last collection, it collects the oldest generation that is due
@@ -28,7 +28,7 @@ log = logging.getLogger("gc")
 
 YOUNG_THRESHOLD = 50000     # automatic young collection (backstop): net container allocations since the last one
 YOUNG_COLLECT = 2000        # the control loop collects after a tick from this many on
-EXPENSIVE_MS = 5.0          # a full collection this long means the frozen set is out of date
+EXPENSIVE_MS = 5.0          # a full collection longer than this and than half the last refresh: refresh
 MIN_GAP_S = 10.0            # at most one refresh per 10 s
 REFRESH_S = 900.0           # and one at the latest after this long (frees cyclic garbage among frozen objects)
 
@@ -89,7 +89,8 @@ class GcPolicy:
         self.collect_ms[generation] += spent_ms
         if generation == 2:
             self.last_full_ms = spent_ms
-            if spent_ms > self.expensive_ms:
+            # Worth a refresh when the objects created since the last one cost as much as half of everything.
+            if spent_ms > max(self.expensive_ms, self.last_refresh_ms / 2):
                 self.expensive = True
 
     def refresh_due(self):
