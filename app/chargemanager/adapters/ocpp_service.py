@@ -158,7 +158,7 @@ class OcppService:
     def device_info(self, dev_id):
         if self.server is None:
             return {}
-        st = self.server.snapshot().get(dev_id)
+        st = self.server.state_of(dev_id)
         if st is None:
             return {}
         return {"ocpp": {
