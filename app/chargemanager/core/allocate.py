@@ -98,26 +98,28 @@ def allocate(demands, available_ma, phase_reasons, max_skew_ma, step_ma=1, base_
         admitted = []
         current = {}
         for d in group:
-            if d.target_ma < d.min_ma or d.target_ma <= 0:
-                grants[d.dev_id] = Grant(d.dev_id, 0, d.target_reason)
+            dev_id = d.dev_id
+            min_ma = d.min_ma
+            if d.target_ma < min_ma or d.target_ma <= 0:
+                grants[dev_id] = Grant(dev_id, 0, d.target_reason)
                 continue
             fits = True
             for p in d.phases:
-                if remaining[p] < d.min_ma:
+                if remaining[p] < min_ma:
                     fits = False
                     break
             if not fits:
-                grants[d.dev_id] = Grant(d.dev_id, 0, REASON_EV_MINIMUM)
+                grants[dev_id] = Grant(dev_id, 0, REASON_EV_MINIMUM)
                 continue
-            if d.dev_id not in skew_free:
+            if dev_id not in skew_free:
                 headroom = _skew_headroom(d.phases, site_phases, ev_ma, max_skew_ma)
-                if headroom is not None and headroom < d.min_ma:
-                    grants[d.dev_id] = Grant(d.dev_id, 0, REASON_PHASE_SKEW)
+                if headroom is not None and headroom < min_ma:
+                    grants[dev_id] = Grant(dev_id, 0, REASON_PHASE_SKEW)
                     continue
             for p in d.phases:
-                remaining[p] -= d.min_ma
-                ev_ma[p] += d.min_ma
-            current[d.dev_id] = d.min_ma
+                remaining[p] -= min_ma
+                ev_ma[p] += min_ma
+            current[dev_id] = min_ma
             admitted.append(d)
 
         _fill(admitted, current, remaining, ev_ma, max_skew_ma, step, site_phases, skew_free)
@@ -165,7 +167,10 @@ def _fill(members, current, remaining, ev_ma, max_skew_ma, step, site_phases, sk
             if dev_id not in skew_free:
                 inc = _limit_by_skew(d, inc, ev_ma, max_skew_ma, step, site_phases)
             if inc > 0:
-                _raise(d, inc, current, remaining, ev_ma)
+                current[dev_id] += inc
+                for p in d.phases:
+                    remaining[p] -= inc
+                    ev_ma[p] += inc
                 progress = True
         for d in active:
             if current[d.dev_id] >= d.target_ma:

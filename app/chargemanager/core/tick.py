@@ -145,6 +145,7 @@ class EvsePlan:
         self.index = index
         self.phases = int(_get(spec, EVSE_DEFAULTS, "phases"))
         self.grid_phases = phase_set(_get(spec, EVSE_DEFAULTS, "l1_phase"), self.phases, site_phases)
+        self.all_phases = len(self.grid_phases) == 3  # draws on L1, L2 and L3 (in some order)
         self.min_ma = int(_get(spec, EVSE_DEFAULTS, "min_current_ma"))
         raw_max = spec.get("max_current_ma", EVSE_DEFAULTS["max_current_ma"])
         self.max_current = _Setting(raw_max, "evses.%s.max_current_ma" % self.dev_id)
@@ -743,20 +744,25 @@ def tick(config, values, snapshot, state, now_ms):
     evse_decisions = {}
     new_evses = {}
     allocated = [0, 0, 0]
+    site_sends = not plan.monitor
     for ev in plan.evses:
-        previous = state.evses.get(ev.dev_id) or EvseState()
-        decided = fixed.get(ev.dev_id)
+        dev_id = ev.dev_id
+        previous = state.evses.get(dev_id) or EvseState()
+        decided = fixed.get(dev_id)
         if decided is not None:
             current, reason = decided
         else:
-            grant = grants[ev.dev_id]
+            grant = grants[dev_id]
             current, reason = grant.current_ma, grant.reason
-        rule_index, errors, target = extras[ev.dev_id]
-        phase_current = [0, 0, 0]
-        for p in ev.grid_phases:
-            phase_current[p] = current
+        rule_index, errors, target = extras[dev_id]
+        if ev.all_phases:
+            phase_current = [current, current, current]
+        else:
+            phase_current = [0, 0, 0]
+            for p in ev.grid_phases:
+                phase_current[p] = current
         if reason == "offline":
-            new_evses[ev.dev_id] = previous
+            new_evses[dev_id] = previous
             send = False
             changed = False
         else:
@@ -767,16 +773,16 @@ def tick(config, values, snapshot, state, now_ms):
             elif previous.charging and reason in _MANAGER_STOPS:
                 paused_at = now_ms
             if ev.monitor:
-                new_evses[ev.dev_id] = EvseState(0, False, None)
+                new_evses[dev_id] = EvseState(0, False, None)
             else:
-                new_evses[ev.dev_id] = EvseState(current, charging, paused_at)
+                new_evses[dev_id] = EvseState(current, charging, paused_at)
                 allocated[0] += phase_current[0]
                 allocated[1] += phase_current[1]
                 allocated[2] += phase_current[2]
-            send = not plan.monitor and not ev.monitor
+            send = site_sends and not ev.monitor
             changed = current != previous.granted_ma or charging != previous.charging
-        evse_decisions[ev.dev_id] = EvseDecision(ev.dev_id, current, phase_current, current > 0, reason, send,
-                                                 changed, rule_index, errors, target)
+        evse_decisions[dev_id] = EvseDecision(dev_id, current, phase_current, current > 0, reason, send,
+                                              changed, rule_index, errors, target)
 
     site = SiteFigures(dict(
         mode="monitor" if plan.monitor else "active",
