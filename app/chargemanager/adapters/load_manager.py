@@ -38,6 +38,8 @@ class LoadManager:
         # f(snapshot, readings, now_ms) called before each tick; may refine the snapshot (per-EVSE meters,
         # §14a dimming cap: adapters/fieldbus.py)
         self.snapshot_hooks = []
+        self._routes_config = None      # the configuration _route_table was built for
+        self._route_table = {}
         runtime.config_listeners.append(self.on_config)
         runtime.tick_hooks.append(self.on_tick)
         runtime.status_providers["site"] = self.site_status
@@ -49,6 +51,7 @@ class LoadManager:
 
     def register_driver(self, evse_type, driver):
         self.drivers[evse_type] = driver
+        self._routes_config = None
 
     # --- control loop ---------------------------------------------------------------------------------------
     def on_config(self, new, old):
@@ -77,16 +80,31 @@ class LoadManager:
         decision, self.state = tick(self.plan, self._runtime.formula_lookup, snapshot, self.state, now_ms)
         self.decision = decision
         self.state_file.save(self.state, now_ms, int(wall_time_s() * 1000))
-        evses = dict((e["dev_id"], e) for e in self._runtime.config.get("evses", []))
+        routes = self._routes()
         for dev_id, result in decision.evses.items():
-            evse = evses.get(dev_id)
-            driver = self.drivers.get(evse["type"]) if evse else None
-            if driver is None or not result.send:
+            if not result.send:
+                continue
+            route = routes.get(dev_id)
+            if route is None:
                 continue
             try:
-                driver.apply(evse, result)
+                route[1](route[0], result)
             except Exception:
                 log.exception("driver for %s failed to apply its limit", dev_id)
+
+    def _routes(self):
+        """{dev_id: (evse config, driver.apply)} for the current configuration and drivers (rebuilt when either
+        changed, not every tick)."""
+        config = self._runtime.config
+        if self._routes_config is not config:
+            routes = {}
+            for evse in config.get("evses", []):
+                driver = self.drivers.get(evse["type"])
+                if driver is not None:
+                    routes[evse["dev_id"]] = (evse, driver.apply)
+            self._route_table = routes
+            self._routes_config = config
+        return self._route_table
 
     # --- status and commands --------------------------------------------------------------------------------
     def site_status(self):

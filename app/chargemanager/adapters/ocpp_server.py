@@ -5,8 +5,8 @@ Shape: the protocol lives in `core.ocpp_session` (framing, errors, one CALL in f
 validates payloads with the `ocpp` package's 1.6 schemas, authenticates, and hands state to the control loop.
 
 Threading: everything below `OcppServer.start()` runs on the server's loop. Other threads use only `snapshot()`,
-`set_limits()`, `clear_profiles()`, `seen_unconfigured()`, `update_evses()` (thread-safe: a lock-protected dict of
-copies for reading, `loop.call_soon_threadsafe` for commands).
+`state_of()`, `set_limits()`, `clear_profiles()`, `seen_unconfigured()`, `update_evses()` (thread-safe: a
+lock-protected dict of copies for reading, `loop.call_soon_threadsafe` for commands).
 
 Security: HTTP Basic on the upgrade request (security profile 1; profile 2 with `ssl`), username must equal the
 ChargeBox ID (A00.FR.204), checked before the upgrade; an unknown ChargeBox ID gets HTTP 404 (OCPP-J §3.2) and is
@@ -313,6 +313,11 @@ class OcppServer:
         """{dev_id: EVSE state} (copies; `meter_age_ms` is as of the last change)."""
         with self._lock:
             return dict(self._states)
+
+    def state_of(self, dev_id):
+        """One EVSE's state (as in `snapshot()`), or None; without copying every EVSE's."""
+        with self._lock:
+            return self._states.get(dev_id)
 
     def seen_unconfigured(self):
         """ChargeBox IDs that tried to connect but are not configured: [{chargebox_id, count, last_wall_ms, peer}]."""

@@ -158,7 +158,7 @@ class OcppService:
     def device_info(self, dev_id):
         if self.server is None:
             return {}
-        st = self.server.snapshot().get(dev_id)
+        st = self.server.state_of(dev_id)
         if st is None:
             return {}
         return {"ocpp": {
@@ -229,5 +229,5 @@ class OcppService:
             if station.events:
                 events[cbid] = [text for _, text in station.events[-10:]]
         return {"running": True, "port": self.runtime.ocpp_port, "tls": tls_mode, "error": self.error,
-                "connected": connected,
+                "connected": connected, "last_apply_cpu_ms": round(self.server.last_apply_cpu_ms, 3),
                 "seen_unconfigured": self.server.seen_unconfigured(), "events": events}

@@ -82,41 +82,56 @@ def allocate(demands, available_ma, phase_reasons, max_skew_ma, step_ma=1, base_
             prios.append(d.prio)
     prios.sort(reverse=True)
 
+    # Demands on every site phase (or none of them) cannot unbalance the site: their skew checks are skipped.
+    skew_free = set()
+    for d in demands:
+        inside = 0
+        for p in site_phases:
+            if p in d.phases:
+                inside += 1
+        if inside == 0 or inside == len(site_phases):
+            skew_free.add(d.dev_id)
+
     for prio in prios:
         group = [d for d in demands if d.prio == prio]
         group.sort(key=_sort_key)
         admitted = []
         current = {}
         for d in group:
-            if d.target_ma < d.min_ma or d.target_ma <= 0:
-                grants[d.dev_id] = Grant(d.dev_id, 0, d.target_reason)
+            dev_id = d.dev_id
+            min_ma = d.min_ma
+            if d.target_ma < min_ma or d.target_ma <= 0:
+                grants[dev_id] = Grant(dev_id, 0, d.target_reason)
                 continue
             fits = True
             for p in d.phases:
-                if remaining[p] < d.min_ma:
+                if remaining[p] < min_ma:
                     fits = False
                     break
             if not fits:
-                grants[d.dev_id] = Grant(d.dev_id, 0, REASON_EV_MINIMUM)
+                grants[dev_id] = Grant(dev_id, 0, REASON_EV_MINIMUM)
                 continue
-            headroom = _skew_headroom(d.phases, site_phases, ev_ma, max_skew_ma)
-            if headroom is not None and headroom < d.min_ma:
-                grants[d.dev_id] = Grant(d.dev_id, 0, REASON_PHASE_SKEW)
-                continue
+            if dev_id not in skew_free:
+                headroom = _skew_headroom(d.phases, site_phases, ev_ma, max_skew_ma)
+                if headroom is not None and headroom < min_ma:
+                    grants[dev_id] = Grant(dev_id, 0, REASON_PHASE_SKEW)
+                    continue
             for p in d.phases:
-                remaining[p] -= d.min_ma
-                ev_ma[p] += d.min_ma
-            current[d.dev_id] = d.min_ma
+                remaining[p] -= min_ma
+                ev_ma[p] += min_ma
+            current[dev_id] = min_ma
             admitted.append(d)
 
-        _fill(admitted, current, remaining, ev_ma, max_skew_ma, step, site_phases)
+        _fill(admitted, current, remaining, ev_ma, max_skew_ma, step, site_phases, skew_free)
 
         for d in admitted:
             c = current[d.dev_id]
             if c >= d.target_ma:
                 reason = d.target_reason
             else:
-                headroom = _skew_headroom(d.phases, site_phases, ev_ma, max_skew_ma)
+                headroom = None
+                if d.dev_id not in skew_free:
+                    headroom = _skew_headroom(d.phases, site_phases, ev_ma, max_skew_ma)
                 tightest = d.phases[0]
                 for p in d.phases:
                     if remaining[p] < remaining[tightest]:
@@ -129,7 +144,7 @@ def allocate(demands, available_ma, phase_reasons, max_skew_ma, step_ma=1, base_
     return grants
 
 
-def _fill(members, current, remaining, ev_ma, max_skew_ma, step, site_phases):
+def _fill(members, current, remaining, ev_ma, max_skew_ma, step, site_phases, skew_free=()):
     """Raise admitted members above their minimum in equal increments (multiples of `step`) while room lasts."""
     active = [d for d in members if current[d.dev_id] < d.target_ma]
     while active:
@@ -142,16 +157,21 @@ def _fill(members, current, remaining, ev_ma, max_skew_ma, step, site_phases):
             if users[p]:
                 share[p] = (remaining[p] // users[p]) // step * step
         progress = False
+        still = []
         for d in active:
-            inc = d.target_ma - current[d.dev_id]
+            dev_id = d.dev_id
+            inc = d.target_ma - current[dev_id]
             for p in d.phases:
                 if share[p] < inc:
                     inc = share[p]
-            inc = _limit_by_skew(d, inc, ev_ma, max_skew_ma, step, site_phases)
+            if dev_id not in skew_free:
+                inc = _limit_by_skew(d, inc, ev_ma, max_skew_ma, step, site_phases)
             if inc > 0:
-                _raise(d, inc, current, remaining, ev_ma)
+                current[dev_id] += inc
+                for p in d.phases:
+                    remaining[p] -= inc
+                    ev_ma[p] += inc
                 progress = True
-        still = []
         for d in active:
             if current[d.dev_id] >= d.target_ma:
                 continue
@@ -174,7 +194,7 @@ def _fill(members, current, remaining, ev_ma, max_skew_ma, step, site_phases):
             if remaining[p] < step:
                 fits = False
                 break
-        if fits and _limit_by_skew(d, step, ev_ma, max_skew_ma, step, site_phases) == step:
+        if fits and (d.dev_id in skew_free or _limit_by_skew(d, step, ev_ma, max_skew_ma, step, site_phases) == step):
             _raise(d, step, current, remaining, ev_ma)
 
 

@@ -65,11 +65,15 @@ def box_to_grid_ma(box_ma, phases_used):
     grid = [0, 0, 0]
     if not box_ma:
         return grid
-    for k in range(len(phases_used)):
-        if k < len(box_ma):
-            value = box_ma[k]
-            if value is not None and value > 0:
-                grid[phases_used[k]] += int(value)
+    n = len(box_ma)
+    k = 0
+    for p in phases_used:
+        if k >= n:
+            break
+        value = box_ma[k]
+        if value is not None and value > 0:
+            grid[p] += int(value)
+        k += 1
     return grid
 
 

@@ -19,9 +19,23 @@ CAPABILITY_KEYS = ("ChargeProfileMaxStackLevel", "ChargingScheduleAllowedChargin
                    "MaxChargingProfilesInstalled")
 
 
+# (seconds, text) of the last iso_utc result: a limit change formats the same second for every box. One tuple,
+# replaced as a whole, so threads sharing it never see a second paired with another second's text.
+_last_iso = [(None, None)]
+
+
 def iso_utc(wall_ms):
     """ISO 8601 UTC with `Z` (A4 #11: emit UTC only) for Unix milliseconds."""
     secs = wall_ms // 1000
+    last = _last_iso[0]
+    if last[0] == secs:
+        return last[1]
+    text = _format_utc(secs)
+    _last_iso[0] = (secs, text)
+    return text
+
+
+def _format_utc(secs):
     days, rem = divmod(secs, 86400)
     hh, rem = divmod(rem, 3600)
     mm, ss = divmod(rem, 60)

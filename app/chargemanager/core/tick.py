@@ -140,11 +140,12 @@ class _Setting:
 class EvsePlan:
     """An EVSE's configuration, prepared: phases mapped to grid phases, formulas and rules compiled."""
 
-    def __init__(self, spec, index, site_phases):
+    def __init__(self, spec, index, site_phases, voltage_v=230):
         self.dev_id = spec["dev_id"]
         self.index = index
         self.phases = int(_get(spec, EVSE_DEFAULTS, "phases"))
         self.grid_phases = phase_set(_get(spec, EVSE_DEFAULTS, "l1_phase"), self.phases, site_phases)
+        self.all_phases = len(self.grid_phases) == 3  # draws on L1, L2 and L3 (in some order)
         self.min_ma = int(_get(spec, EVSE_DEFAULTS, "min_current_ma"))
         raw_max = spec.get("max_current_ma", EVSE_DEFAULTS["max_current_ma"])
         self.max_current = _Setting(raw_max, "evses.%s.max_current_ma" % self.dev_id)
@@ -157,6 +158,18 @@ class EvsePlan:
         except RuleError as exc:
             self.rules = []
             self.rules_error = str(exc)
+        # The EVSE's own maximum as (target_ma, reason) before rounding, when both settings are plain numbers (the
+        # usual case): the tick then need not resolve them every time. None when a formula is involved.
+        self.fixed_cap = None
+        if not self.max_current.is_formula and not self.max_power.is_formula:
+            target, reason = UNLIMITED_MA, "evse_max"
+            if self.max_current.raw is not None and int(self.max_current.raw) < target:
+                target = int(self.max_current.raw)
+            if self.max_power.raw is not None:
+                value = limit_power_to_current_ma(self.max_power.raw, voltage_v, self.phases)
+                if value < target:
+                    target = value
+            self.fixed_cap = (target, reason)
 
 
 class Plan:
@@ -185,7 +198,7 @@ class Plan:
         self.min_raise_ma = int(_get(site, SITE_DEFAULTS, "min_raise_ma"))
         self.evses = []
         for index, spec in enumerate(config.get("evses") or []):
-            self.evses.append(EvsePlan(spec, index, self.site_phase_count))
+            self.evses.append(EvsePlan(spec, index, self.site_phase_count, self.voltage_v))
         # §14a EnWG: a limit from the grid operator (a formula) never dims the controllable EVSEs below the legal
         # minimum; a formula that fails counts as "dimming active" and gives exactly that minimum.
         self.floor_14a_ma = None
@@ -396,12 +409,15 @@ def snapshot_from_readings(plan, readings, now_ms, minute_of_day=None, weekday=N
         if entry is None:
             continue
         quantities, taken_ms, _ = entry
+        get = quantities.get
         age_ms = now_ms - taken_ms
-        if quantities.get("meter_age_ms") is not None:
-            age_ms += quantities["meter_age_ms"]
-        evses[ev.dev_id] = {"online": bool(quantities.get("online", True)), "wants": bool(quantities.get("wants")),
-                            "current_ma": _phase_currents(quantities), "power_w": quantities.get("power_w"),
-                            "age_ms": age_ms}
+        meter_age_ms = get("meter_age_ms")
+        if meter_age_ms is not None:
+            age_ms += meter_age_ms
+        l1 = get("current_l1_ma")
+        evses[ev.dev_id] = {"online": bool(get("online", True)), "wants": bool(get("wants")),
+                            "current_ma": None if l1 is None else [l1, get("current_l2_ma"), get("current_l3_ma")],
+                            "power_w": get("power_w"), "age_ms": age_ms}
     return {"time": {"minute_of_day": minute_of_day, "weekday": weekday}, "meters": meters, "evses": evses,
             "overrides": overrides or {}, "reset_max_overdraft": reset_max_overdraft}
 
@@ -447,6 +463,10 @@ def _reading_grid_ma(reading, grid_phases, voltage_v):
 
 def _above(value, floor):
     return value if floor is None or value >= floor else floor
+
+
+_NO_OVERRIDE = {}     # shared, never written to
+_ZERO_MA = (0, 0, 0)  # the draw of an EVSE without a fresh reading (shared, never written to)
 
 
 def _add(total, part):
@@ -509,14 +529,18 @@ def tick(config, values, snapshot, state, now_ms):
     all_draw = [0, 0, 0]
     uncontrolled = [0, 0, 0]
     draws = {}
+    evse_max_age_ms = plan.evse_max_age_ms
     for ev in plan.evses:
         reading = readings.get(ev.dev_id)
         online = reading is not None and reading.get("online", True) is not False
-        draw = [0, 0, 0]
-        if online and reading.get("age_ms", 0) <= plan.evse_max_age_ms:
+        if online and reading.get("age_ms", 0) <= evse_max_age_ms:
             draw = _reading_grid_ma(reading, ev.grid_phases, voltage)
+            all_draw[0] += draw[0]
+            all_draw[1] += draw[1]
+            all_draw[2] += draw[2]
+        else:
+            draw = _ZERO_MA
         draws[ev.dev_id] = draw
-        _add(all_draw, draw)
         if not online:
             previous = state.evses.get(ev.dev_id)
             presumed = previous.granted_ma if previous is not None else 0
@@ -525,7 +549,9 @@ def tick(config, values, snapshot, state, now_ms):
         elif ev.monitor:
             _add(uncontrolled, draw)
         else:
-            _add(controlled_draw, draw)
+            controlled_draw[0] += draw[0]
+            controlled_draw[1] += draw[1]
+            controlled_draw[2] += draw[2]
 
     # 3. The grid meter: house load that is not EV charging, or the fallback when it is stale.
     grid_ma = None
@@ -612,6 +638,7 @@ def tick(config, values, snapshot, state, now_ms):
     time_in = snapshot.get("time") or {}
     minute = time_in.get("minute_of_day")
     weekday = time_in.get("weekday")
+    step_ma = plan.step_ma
     demands = []
     fixed = {}     # dev_id -> (current_ma, reason) decided without the allocation
     extras = {}    # dev_id -> (rule index, errors, target_ma)
@@ -630,20 +657,28 @@ def tick(config, values, snapshot, state, now_ms):
             fixed[ev.dev_id] = (max([draw[p] for p in ev.grid_phases]), "monitor")
             extras[ev.dev_id] = (None, errors, None)
             continue
-        override = overrides.get(ev.dev_id) or {}
-        caps = []
-        value, error = ev.max_current.resolve(lookup)
-        if error:
-            errors.append(error)
-            caps.append((ev.min_ma, "formula_error"))
-        elif value is not None:
-            caps.append((int(value), "evse_max"))
-        value, error = ev.max_power.resolve(lookup)
-        if error:
-            errors.append(error)
-            caps.append((ev.min_ma, "formula_error"))
-        elif value is not None:
-            caps.append((limit_power_to_current_ma(value, voltage, ev.phases), "evse_max"))
+        override = overrides.get(ev.dev_id) or _NO_OVERRIDE
+        # The target is the least of the caps below, taken in this order (the first of equal ones names the reason).
+        if ev.fixed_cap is not None:
+            target, target_reason = ev.fixed_cap
+        else:
+            target, target_reason = UNLIMITED_MA, "evse_max"
+            value, error = ev.max_current.resolve(lookup)
+            if error:
+                errors.append(error)
+                if ev.min_ma < target:
+                    target, target_reason = ev.min_ma, "formula_error"
+            elif value is not None and int(value) < target:
+                target, target_reason = int(value), "evse_max"
+            value, error = ev.max_power.resolve(lookup)
+            if error:
+                errors.append(error)
+                if ev.min_ma < target:
+                    target, target_reason = ev.min_ma, "formula_error"
+            elif value is not None:
+                value = limit_power_to_current_ma(value, voltage, ev.phases)
+                if value < target:
+                    target, target_reason = value, "evse_max"
         rule_index = None
         rule_paused = False
         if ev.rules and override.get("rules", True) is not False:
@@ -651,20 +686,18 @@ def tick(config, values, snapshot, state, now_ms):
             errors.extend(result.errors)
             rule_index = result.rule
             rule_paused = result.paused
-            if result.limit_ma is not None:
-                caps.append((result.limit_ma, "rule"))
-        if override.get("current_ma") is not None:
-            caps.append((int(override["current_ma"]), "override"))
+            if result.limit_ma is not None and result.limit_ma < target:
+                target, target_reason = result.limit_ma, "rule"
+        if override.get("current_ma") is not None and int(override["current_ma"]) < target:
+            target, target_reason = int(override["current_ma"]), "override"
         if plan.ramp_ma_per_s > 0:
             if previous.charging:
-                caps.append((previous.granted_ma + plan.ramp_ma_per_s * tick_ms // 1000, "ramp"))
+                value = previous.granted_ma + plan.ramp_ma_per_s * tick_ms // 1000
             else:
-                caps.append((ev.min_ma, "ramp"))
-        target, target_reason = UNLIMITED_MA, "evse_max"
-        for value, reason in caps:
+                value = ev.min_ma
             if value < target:
-                target, target_reason = value, reason
-        target = floor_step(target, plan.step_ma)
+                target, target_reason = value, "ramp"
+        target = floor_step(target, step_ma)
         extras[ev.dev_id] = (rule_index, errors, target)
         if override.get("charging", True) is False:
             fixed[ev.dev_id] = (0, "override")
@@ -711,19 +744,25 @@ def tick(config, values, snapshot, state, now_ms):
     evse_decisions = {}
     new_evses = {}
     allocated = [0, 0, 0]
+    site_sends = not plan.monitor
     for ev in plan.evses:
-        previous = state.evses.get(ev.dev_id) or EvseState()
-        if ev.dev_id in fixed:
-            current, reason = fixed[ev.dev_id]
+        dev_id = ev.dev_id
+        previous = state.evses.get(dev_id) or EvseState()
+        decided = fixed.get(dev_id)
+        if decided is not None:
+            current, reason = decided
         else:
-            grant = grants[ev.dev_id]
+            grant = grants[dev_id]
             current, reason = grant.current_ma, grant.reason
-        rule_index, errors, target = extras[ev.dev_id]
-        phase_current = [0, 0, 0]
-        for p in ev.grid_phases:
-            phase_current[p] = current
+        rule_index, errors, target = extras[dev_id]
+        if ev.all_phases:
+            phase_current = [current, current, current]
+        else:
+            phase_current = [0, 0, 0]
+            for p in ev.grid_phases:
+                phase_current[p] = current
         if reason == "offline":
-            new_evses[ev.dev_id] = previous
+            new_evses[dev_id] = previous
             send = False
             changed = False
         else:
@@ -734,14 +773,16 @@ def tick(config, values, snapshot, state, now_ms):
             elif previous.charging and reason in _MANAGER_STOPS:
                 paused_at = now_ms
             if ev.monitor:
-                new_evses[ev.dev_id] = EvseState(0, False, None)
+                new_evses[dev_id] = EvseState(0, False, None)
             else:
-                new_evses[ev.dev_id] = EvseState(current, charging, paused_at)
-                _add(allocated, phase_current)
-            send = not plan.monitor and not ev.monitor
+                new_evses[dev_id] = EvseState(current, charging, paused_at)
+                allocated[0] += phase_current[0]
+                allocated[1] += phase_current[1]
+                allocated[2] += phase_current[2]
+            send = site_sends and not ev.monitor
             changed = current != previous.granted_ma or charging != previous.charging
-        evse_decisions[ev.dev_id] = EvseDecision(ev.dev_id, current, phase_current, current > 0, reason, send,
-                                                 changed, rule_index, errors, target)
+        evse_decisions[dev_id] = EvseDecision(dev_id, current, phase_current, current > 0, reason, send,
+                                              changed, rule_index, errors, target)
 
     site = SiteFigures(dict(
         mode="monitor" if plan.monitor else "active",

@@ -136,6 +136,7 @@ class WebUI:
         self.spool = None  # the hand-off to the root installer (None: a build without the updater)
         self.update_wait_s = 120  # how long an upload's answer waits for the installer's result
         self.wall_s = wall_time_s  # the chart's time axis (a test may replay hours in seconds)
+        self._chart_ids = (None, [], [], [])
 
     # --- wiring into the runtime ----------------------------------------------------------------------------
     def install(self):
@@ -155,13 +156,17 @@ class WebUI:
     def on_tick(self, now_ms, values):
         """Feed the chart: site power = sum of the grid meters, EV power = sum of the EVSEs' own readings."""
         config = self.runtime.config
+        if self._chart_ids[0] is not config:  # the id lists per configuration, not rebuilt every tick
+            self._chart_ids = (config,
+                               [m["dev_id"] for m in config.get("meters", []) if m.get("role") == "grid"],
+                               [e["dev_id"] for e in config.get("evses", [])],
+                               [m["dev_id"] for m in config.get("meters", []) if m.get("role") == "evse"])
+        _, grid_ids, evse_ids, evse_meter_ids = self._chart_ids
         snapshot = self.runtime.readings.snapshot()
-        site_w = _sum_power(snapshot, [m["dev_id"] for m in config.get("meters", []) if m.get("role") == "grid"],
-                            now_ms)
-        ev_w = _sum_power(snapshot, [e["dev_id"] for e in config.get("evses", [])], now_ms)
+        site_w = _sum_power(snapshot, grid_ids, now_ms)
+        ev_w = _sum_power(snapshot, evse_ids, now_ms)
         if ev_w is None:  # boxes that do not report their power: their own meters
-            ev_w = _sum_power(snapshot, [m["dev_id"] for m in config.get("meters", []) if m.get("role") == "evse"],
-                              now_ms)
+            ev_w = _sum_power(snapshot, evse_meter_ids, now_ms)
         self.history.add(self.wall_s(), site_w, ev_w)
 
     def readings_status(self):
