@@ -116,6 +116,48 @@ def raw_payload(text, n_skip):
     return text[i:end].strip()
 
 
+def frame_head(text):
+    """(message type, message id, index of the next element) of a frame, read from its head only; FrameError if
+    the head is not `[<int>,"<id>",`."""
+    i = _skip_ws(text, 0)
+    if i >= len(text) or text[i] != "[":
+        raise FrameError("not a JSON array")
+    i = _skip_ws(text, i + 1)
+    j = _skip_scalar(text, i)
+    try:
+        mtype = int(text[i:j])
+    except ValueError:
+        raise FrameError("bad message type")
+    i = _skip_ws(text, j)
+    if i >= len(text) or text[i] != ",":
+        raise FrameError("missing element")
+    i = _skip_ws(text, i + 1)
+    if i >= len(text) or text[i] != '"':
+        raise FrameError("message id is not a string")
+    j = _skip_scalar(text, i)
+    raw_id = text[i + 1:j - 1]
+    if "\\" in raw_id:
+        try:
+            raw_id = json.loads(text[i:j])
+        except ValueError:
+            raise FrameError("bad message id")
+    i = _skip_ws(text, j)
+    if i >= len(text) or text[i] != ",":
+        raise FrameError("missing element")
+    return mtype, raw_id, i + 1
+
+
+def result_parts(text):
+    """(message id, payload text) of a CALLRESULT frame without parsing its payload; FrameError if it is not one."""
+    mtype, msg_id, i = frame_head(text)
+    if mtype != CALLRESULT:
+        raise FrameError("not a CALLRESULT")
+    end = text.rfind("]")
+    if end < i:
+        raise FrameError("not a JSON array")
+    return msg_id, text[i:end].strip()
+
+
 def parse_frame(text):
     """(message type, id, action or None, payload object, payload text) of an OCPP-J frame; FrameError if bad."""
     try:
@@ -376,6 +418,21 @@ class Gateway:
             self._box_call(msg_id, action, payload, ptext, text, now_ms)
         else:
             self._box_answer(mtype, msg_id, payload, ptext, now_ms)
+        return self._take()
+
+    def box_call(self, msg_id, action, payload, text, now_ms):
+        """A CALL from the box that the caller has parsed (and validated) already: `payload` is its object, `text`
+        the frame as it arrived (None if not at hand), whose payload text is forwarded byte for byte."""
+        ptext = None
+        if text is not None:
+            try:
+                ptext = raw_payload(text, 3)
+            except (FrameError, ValueError):
+                ptext = None
+        if ptext is None:
+            ptext = json.dumps(payload)
+            text = call_text(msg_id, action, ptext)
+        self._box_call(msg_id, action, payload, ptext, text, now_ms)
         return self._take()
 
     def _box_call(self, msg_id, action, payload, ptext, text, now_ms):
