@@ -2,7 +2,8 @@
 # Plain asserts and module-level test functions: this file also runs under MicroPython.
 import json
 
-from chargemanager.core.ocpp_gateway import Gateway, parse_frame, raw_payload, clamp_profile
+from chargemanager.core.ocpp_gateway import (Gateway, FrameError, clamp_profile, frame_head, parse_frame, raw_payload,
+                                             result_parts)
 
 BOOT = '{"chargePointVendor":"V","chargePointModel":"M"}'
 SIGNED = ('OCMF|{"FV":"1.0","GI":"ABL","RD":[{"TM":"2026-01-01T10:00:00,000+0000 S","RV":1.234,'
@@ -40,6 +41,29 @@ def test_raw_payload_keeps_exact_text():
     mtype, msg_id, action, payload, ptext = parse_frame(text)
     assert (mtype, msg_id, action) == (2, 'a,"b', "DataTransfer")
     assert payload["data"] == "x\u00e9 , ]"
+
+
+def test_frame_head_and_result_parts_read_escaped_ids():
+    assert raw_payload('[2,"a\\\\","x\\"y",{"k":"\\\\"}]', 3) == '{"k":"\\\\"}'
+    assert frame_head('[3,"id\\"q\\\\",{}]')[:2] == (3, 'id"q\\')
+    assert result_parts('[3, "m1" , {"transactionId":5} ]') == ("m1", '{"transactionId":5}')
+    for bad in ('{"a":1}', '[3,"open', '[3,7,{}]', '[2,"a","B",{}]', '[x,"a",{}]', '[3,"a"'):
+        try:
+            result_parts(bad)
+            assert False, bad
+        except FrameError:
+            pass
+
+
+def test_box_call_takes_the_parsed_frame_and_forwards_its_text():
+    gw = Gateway("gw-")
+    online(gw)
+    text = '[2,"m9","DataTransfer",{"vendorId":"GiroE","data":"a  b"}]'
+    a = gw.box_call("m9", "DataTransfer", {"vendorId": "GiroE", "data": "a  b"}, text, 0)
+    assert sends(a, "backend") == [text]
+    assert sends(gw.backend_text('[3,"m9",{"status":"Accepted"}]', 0), "box") == ['[3,"m9",{"status":"Accepted"}]']
+    a = gw.box_call("m10", "Heartbeat", {}, None, 0)
+    assert sends(a, "backend") == ['[2,"m10","Heartbeat",{}]']
 
 
 def test_rule1_box_call_forwarded_byte_for_byte():

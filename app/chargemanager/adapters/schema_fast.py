@@ -110,12 +110,9 @@ class _Gen:
         for name in props:
             x = self.var()
             key = self.const(name)
-            self.emit(indent, "%s = %s.get(%s, MISSING)" % (x, v, key))
-            self.emit(indent, "if %s is not MISSING:" % x)
-            before = len(self.lines)
+            self.emit(indent, "if %s in %s:" % (key, v))
+            self.emit(indent + 1, "%s = %s[%s]" % (x, v, key))
             self.node(props[name], x, indent + 1)
-            if len(self.lines) == before:
-                self.emit(indent + 1, "pass")
 
 
 def compile_fast(schema, formats=None):
@@ -127,6 +124,5 @@ def compile_fast(schema, formats=None):
         return None
     source = "def check(p):\n" + "\n".join(gen.lines) + "\n    return True\n"
     scope = dict(gen.consts)
-    scope["MISSING"] = object()
     exec(compile(source, "<schema_fast>", "exec"), scope)
     return scope["check"]

@@ -76,40 +76,47 @@ class FrameError(Exception):
 
 
 def _skip_scalar(text, i):
-    """Index after the JSON number or string starting at text[i]."""
+    """Index after the JSON number or string starting at text[i]. Strings are scanned with str.find (a frame is
+    read at least twice per forwarded message: no Python loop per character)."""
+    n = len(text)
+    if i >= n:
+        raise FrameError("missing element")
     if text[i] == '"':
-        i += 1
-        n = len(text)
-        while i < n:
-            c = text[i]
-            if c == "\\":
-                i += 2
-                continue
-            if c == '"':
-                return i + 1
-            i += 1
+        j = text.find('"', i + 1)
+        while j != -1:
+            k = j - 1
+            while text[k] == "\\":
+                k -= 1
+            if (j - 1 - k) % 2 == 0:  # an even number of backslashes: the quote is not escaped
+                return j + 1
+            j = text.find('"', j + 1)
         raise FrameError("unterminated string")
-    while i < len(text) and text[i] in "0123456789+-.eE":
+    while i < n and text[i] in "0123456789+-.eE":
         i += 1
     return i
 
 
 def _skip_ws(text, i):
-    while i < len(text) and text[i] in " \t\r\n":
+    n = len(text)
+    while i < n and text[i] in " \t\r\n":
         i += 1
     return i
 
 
 def raw_payload(text, n_skip):
     """The payload's exact source text in a frame after its first `n_skip` scalar elements."""
+    n = len(text)
     i = _skip_ws(text, 0)
-    if i >= len(text) or text[i] != "[":
+    if i >= n or text[i] != "[":
         raise FrameError("not a JSON array")
     i += 1
     for _ in range(n_skip):
-        i = _skip_scalar(text, _skip_ws(text, i))
-        i = _skip_ws(text, i)
-        if i >= len(text) or text[i] != ",":
+        if i < n and text[i] in " \t\r\n":
+            i = _skip_ws(text, i)
+        i = _skip_scalar(text, i)
+        if i < n and text[i] in " \t\r\n":
+            i = _skip_ws(text, i)
+        if i >= n or text[i] != ",":
             raise FrameError("missing element")
         i += 1
     end = text.rindex("]")
