@@ -96,6 +96,15 @@ def meter_values(tx, n):
             "meterValue": [{"timestamp": "2026-01-01T10:00:00Z", "sampledValue": sampled}]}
 
 
+_MV_TEMPLATE = json.dumps(meter_values(-7, 0)).replace("%", "%%").replace("-7", "%d").replace('"0.', '"%d.')
+
+
+def meter_values_text(tx, n):
+    """`meter_values(tx, n)` as JSON text, from a template: the load generator shares two cores with the gateway, so
+    the clients spend as little CPU per message as they can (the same for the direct baseline)."""
+    return _MV_TEMPLATE % ((tx,) + (n,) * 10)
+
+
 MANAGER_CALL_ANSWERS = {"GetConfiguration": {"configurationKey": []}, "SetChargingProfile": {"status": "Accepted"},
                         "ClearChargingProfile": {"status": "Accepted"}}
 
@@ -117,9 +126,13 @@ class Box:
         self.tx = res["transactionId"]
 
     async def call(self, action, payload):
+        """CALL with a payload object, or with its JSON text (a str)."""
         self.n += 1
         msg_id = "%s-%d" % (self.name, self.n)
-        await self.ws.send(json.dumps([2, msg_id, action, payload]))
+        if isinstance(payload, str):
+            await self.ws.send('[2,"%s","%s",%s]' % (msg_id, action, payload))
+        else:
+            await self.ws.send(json.dumps([2, msg_id, action, payload]))
         while True:
             msg = json.loads(await self.ws.recv())
             if msg[0] == 2:
@@ -149,7 +162,7 @@ async def latency(boxes, samples):
     out = []
     for k in range(samples):
         b = boxes[rnd.randrange(len(boxes))]
-        payload = meter_values(b.tx, k)
+        payload = meter_values_text(b.tx, k)
         t0 = time.perf_counter_ns()
         await b.call("MeterValues", payload)
         out.append((time.perf_counter_ns() - t0) / 1e6)
@@ -159,7 +172,7 @@ async def latency(boxes, samples):
 async def throughput(boxes, per_box):
     async def run(b):
         for k in range(per_box):
-            await b.call("MeterValues", meter_values(b.tx, k))
+            await b.call("MeterValues", meter_values_text(b.tx, k))
     t0 = time.perf_counter()
     await asyncio.gather(*(run(b) for b in boxes))
     return len(boxes) * per_box / (time.perf_counter() - t0)
@@ -194,6 +207,14 @@ def cpu_s(pid, part=None):
         fields = f.read().rsplit(")", 1)[1].split()
     user, system = int(fields[11]), int(fields[12])
     return {None: user + system, "user": user, "system": system}[part] / os.sysconf("SC_CLK_TCK")
+
+
+def queue_bytes(data_dir):
+    """Total size of the gateway's queue files (`<data>/gateway/*.log`): it grows only when records are stored."""
+    folder = os.path.join(data_dir, "gateway")
+    if not os.path.isdir(folder):
+        return 0
+    return sum(os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder))
 
 
 def rss_mb(pid):
@@ -320,14 +341,17 @@ async def main(args):
                 await latency(via, 200)
                 lat_gw = await latency(via, args.samples)
                 cpu0, sys0 = cpu_s(proc.pid), cpu_s(proc.pid, "system")
+                queue0 = queue_bytes(os.path.join(tmp, kind))
                 tput_gw = await throughput(via, args.per_box)
+                queue_growth = queue_bytes(os.path.join(tmp, kind)) - queue0
                 cpu_us = (cpu_s(proc.pid) - cpu0) * 1e6 / (args.boxes * args.per_box)
                 sys_us = (cpu_s(proc.pid, "system") - sys0) * 1e6 / (args.boxes * args.per_box)
                 mem = rss_mb(proc.pid)
                 label = {"standalone": "standalone gateway (forwarding only)",
                          "manager": "manager process (as deployed)"}[kind]
-                notes.append("%s: CPU per forwarded message %.0f us, of it %.0f us in the kernel (socket I/O)"
-                             % (label, cpu_us, sys_us))
+                notes.append("%s: CPU per forwarded message %.0f us, of it %.0f us in the kernel (socket I/O); "
+                             "queue files grew by %d bytes during the throughput run"
+                             % (label, cpu_us, sys_us, queue_growth))
                 if http_port is not None:
                     status = await asyncio.to_thread(http_get_json, http_port, "cmd=get_status")
                     gw = status.get("gateway", {})
