@@ -226,11 +226,14 @@ def run_offline_transaction(gw, n, t):
     return ptx
 
 
-def drain(gw, t, backend_tx):
-    """Play a backend that answers everything; returns the CALLs it received."""
+def drain(gw, t, backend_tx, tag_status="Accepted", events=None):
+    """Play a backend that answers everything (idTags with `tag_status`); returns the CALLs it received. `events`:
+    a list that collects the gateway's events meanwhile."""
     got = []
     a = gw.backend_connected(t)
     while True:
+        if events is not None:
+            events.extend(x[1:] for x in a if x[0] == "event")
         calls = frames(a, "backend")
         if not calls:
             return got
@@ -238,7 +241,7 @@ def drain(gw, t, backend_tx):
         got.append(c)
         if c[2] == "StartTransaction":
             backend_tx[0] += 1
-            ans = {"transactionId": backend_tx[0], "idTagInfo": {"status": "Accepted"}}
+            ans = {"transactionId": backend_tx[0], "idTagInfo": {"status": tag_status}}
         elif c[2] == "BootNotification":
             ans = {"status": "Accepted", "currentTime": "2026-01-01T00:00:00Z", "interval": 60}
         else:
@@ -264,6 +267,27 @@ def test_rule8_to_10_offline_transactions_replayed_in_order_with_backend_ids():
     assert frames(a, "backend")[0][3]["transactionId"] == 502
     a = gw.backend_text('[2,"rs","RemoteStopTransaction",{"transactionId":502}]', 5)
     assert frames(a, "box")[0][2:] == ["RemoteStopTransaction", {"transactionId": p2}]
+
+
+def test_rule10_offline_transaction_rejected_on_replay_is_reported():
+    gw = Gateway("gw-")
+    gw.box_connected(0)
+    gw.box_text('[2,"b","BootNotification",' + BOOT + ']', 0)
+    ptx = run_offline_transaction(gw, 1, 1)
+    events = []
+    got = drain(gw, 3, [700], "Blocked", events)
+    assert [c[2] for c in got] == ["BootNotification", "StartTransaction", "MeterValues", "StopTransaction"]
+    entry = {"transaction_id": 701, "provisional_id": ptx, "id_tag": "T", "connector_id": 1,
+             "start": "2026-01-01T00:00:00Z", "status": "Blocked"}
+    assert ("backend_rejected_offline_tx", entry) in events
+    st = gw.status()
+    assert st["rejected_offline_tx"] == 1 and st["rejected_offline_recent"] == [entry]
+    assert st["queued_messages"] == 0
+    # an accepted one is not reported
+    gw.backend_disconnected(4)
+    run_offline_transaction(gw, 2, 4)
+    drain(gw, 5, [800])
+    assert gw.status()["rejected_offline_tx"] == 1
 
 
 def test_rule9_restart_keeps_queue_and_map():

@@ -217,7 +217,11 @@ class GatewayLink:
         elif name in ("queue_record_skipped", "backend_rejected_offline_tx", "backend_boot_refused"):
             log.warning("gateway %s: %s %s", self.dev_id, name, data)
         if self.on_event is not None:
-            self.on_event(self.dev_id, name, data)
+            try:
+                self.on_event(self.dev_id, name, data)
+            except Exception:
+                # A failing listener must not cut the core's action list short (frames would be lost).
+                log.exception("gateway %s: listener for %s failed", self.dev_id, name)
 
 
 class GatewayServer:

@@ -74,8 +74,10 @@ class _BoxPort:
 
 
 class GatewayService:
-    def __init__(self, server, config, data_dir, upstream_opts=None, core_opts=None, upstream_opts_fn=None):
+    def __init__(self, server, config, data_dir, upstream_opts=None, core_opts=None, upstream_opts_fn=None,
+                 on_event=None):
         self.server = server
+        self.on_event = on_event  # f(dev_id, name, data) on the OCPP thread: the gateway core's events
         self.data_dir = data_dir
         self.upstream_opts = upstream_opts
         self.upstream_opts_fn = upstream_opts_fn   # f(gateway settings) -> extra UpstreamLink options (TLS, SMGW)
@@ -149,7 +151,7 @@ class GatewayService:
             try:
                 link = GatewayLink(dev_id, gw, self.data_dir, charge_box_id=cbid,
                                    auth_policy=gw.get("auth_policy", "cache"), upstream_opts=opts,
-                                   core_opts=self.core_opts)
+                                   core_opts=self.core_opts, on_event=self.on_event)
             except (ValueError, OSError) as e:
                 # A link that cannot be built (bad URL, unreadable certificate file) must not stop the others.
                 log.error("gateway for %s not started: %s", dev_id, e)

@@ -73,7 +73,7 @@ class OcppService:
             return
         log.info("OCPP server listening on port %d", self.runtime.ocpp_port)
         self.gateway = GatewayService(self.server, self.runtime.config, self.runtime.store.folder,
-                                      upstream_opts_fn=self._gateway_link_opts)
+                                      upstream_opts_fn=self._gateway_link_opts, on_event=self._gateway_event)
         self.gateway.start()
 
     def stop(self):
@@ -215,6 +215,19 @@ class OcppService:
         if smgw is not None:
             opts["connector"] = smgw.channel.socket_connector  # direct while SMGW function 1 is off
         return opts
+
+    def _gateway_event(self, dev_id, name, data):
+        """Gateway events on the OCPP thread. A transaction the wallbox ran while the backend was away, whose idTag
+        the backend then rejected, goes into the audit log (evidence for billing; also in get_status)."""
+        if name != "backend_rejected_offline_tx":
+            return
+        fieldbus = getattr(self.runtime, "fieldbus", None)
+        if fieldbus is None:
+            return
+        fields = dict(data, dev_id=dev_id)
+        # The audit log fsyncs: not on the OCPP loop.
+        self.server._loop.run_in_executor(None, lambda: fieldbus.audit().record("gateway_offline_tx_rejected",
+                                                                                **fields))
 
     def gateway_status(self):
         return self.gateway.status() if self.gateway is not None else {}

@@ -47,7 +47,9 @@ Forwarding rules (also in docs/ocpp.md, "Gateway"):
     up to `max_attempts` times, then the record is skipped with an event (OCPP 1.6 section 3.7.1).
 10. When the backend answers a replayed StartTransaction, its transaction id replaces the provisional one in every
     later message of that transaction (queued or live, box to backend) and the reverse in backend CALLs to the box
-    (RemoteStopTransaction, SetChargingProfile of a TxProfile). The map is persisted.
+    (RemoteStopTransaction, SetChargingProfile of a TxProfile). The map is persisted. When that answer does not
+    accept the idTag, the transaction the box ran on a local answer is reported (event
+    `backend_rejected_offline_tx`, counted and listed in `status()`); the charge is not stopped by the gateway.
 11. The queue is bounded by `max_queue_bytes`: above it, periodic MeterValues without signed data are thinned out,
     oldest first. StartTransaction, StopTransaction, signed readings, Transaction.Begin/End readings and
     DataTransfer are never dropped.
@@ -69,6 +71,7 @@ CALLERROR = 4
 TX_ACTIONS = ("StartTransaction", "StopTransaction", "MeterValues", "DataTransfer")
 LOCAL_EMPTY = ("StatusNotification", "DiagnosticsStatusNotification", "FirmwareStatusNotification", "MeterValues")
 AUTH_POLICIES = ("cache", "accept", "reject")
+REJECTED_KEPT = 10  # offline transactions the backend rejected, shown in the status
 
 
 class FrameError(Exception):
@@ -291,6 +294,8 @@ class Gateway:
         self.n_ids = 0
         self.dropped = 0
         self.skipped = 0
+        self.rejected_offline = 0    # offline transactions whose idTag the backend did not accept on replay
+        self.rejected_recent = []    # the newest of them (dicts, see _replay_answered)
         self.last_error = ""
         self.out = []
 
@@ -864,7 +869,16 @@ class Gateway:
                 self.out.append(("save", {"k": "map", "ptx": rec["ptx"], "tx": tx}))
                 info = payload.get("idTagInfo") or {}
                 if info.get("status") != "Accepted":
-                    self._event("backend_rejected_offline_tx", {"ptx": rec["ptx"], "tx": tx, "idTagInfo": info})
+                    # The wallbox charged on a local answer; the backend would not have allowed it. Kept for the
+                    # status (and the adapter's audit record): someone has to look at this transaction.
+                    entry = {"transaction_id": tx, "provisional_id": rec["ptx"], "id_tag": obj.get("idTag"),
+                             "connector_id": obj.get("connectorId"), "start": obj.get("timestamp"),
+                             "status": info.get("status")}
+                    self.rejected_offline += 1
+                    self.rejected_recent.append(entry)
+                    if len(self.rejected_recent) > REJECTED_KEPT:
+                        self.rejected_recent.pop(0)
+                    self._event("backend_rejected_offline_tx", entry)
             if rec["action"] in ("StartTransaction", "StopTransaction"):
                 self._learn_auth(obj.get("idTag"), payload.get("idTagInfo"))
         if self.queue and self.queue[0] is rec:
@@ -949,4 +963,6 @@ class Gateway:
     def status(self):
         return {"connected": self.backend_up, "booted": self.backend_booted, "wallbox_connected": self.box_up,
                 "queued_messages": len(self.queue), "queued_bytes": self.queue_bytes, "thinned_out": self.dropped,
-                "skipped": self.skipped, "last_error": self.last_error, "backend_profiles": len(self.profiles)}
+                "skipped": self.skipped, "last_error": self.last_error, "backend_profiles": len(self.profiles),
+                "rejected_offline_tx": self.rejected_offline,
+                "rejected_offline_recent": [dict(e) for e in self.rejected_recent]}
