@@ -19,6 +19,7 @@ from other threads.
 import asyncio
 import json
 import logging
+import ssl
 
 from chargemanager.adapters.ocpp_gateway import GatewayLink
 from chargemanager.core import ocpp_gateway as ogateway
@@ -146,14 +147,14 @@ class GatewayService:
             if cbid in self.links:
                 continue
             opts = dict(self.upstream_opts or {})
-            if self.upstream_opts_fn is not None:
-                opts.update(self.upstream_opts_fn(gw))
             try:
+                if self.upstream_opts_fn is not None:
+                    opts.update(self.upstream_opts_fn(gw))
                 link = GatewayLink(dev_id, gw, self.data_dir, charge_box_id=cbid,
                                    auth_policy=gw.get("auth_policy", "cache"), upstream_opts=opts,
                                    core_opts=self.core_opts, on_event=self.on_event)
-            except (ValueError, OSError) as e:
-                # A link that cannot be built (bad URL, unreadable certificate file) must not stop the others.
+            except (ValueError, OSError, ssl.SSLError) as e:
+                # A link that cannot be built (bad URL, unreadable or missing certificate) must not stop the others.
                 log.error("gateway for %s not started: %s", dev_id, e)
                 self.errors[dev_id] = str(e)
                 continue

@@ -192,8 +192,9 @@ class OcppService:
     def _gateway_link_opts(self, gw):
         """Backend link options from the certificate store and the SMGW (called on the OCPP thread per link):
         trust the configured CA file, else the store's CA certificates, else the system store (profile 2); present
-        the configured client certificate, else the store's client certificate (profile 3); dial through the SMGW
-        when its function 1 is on."""
+        the store certificate `client_cert_id`, else the configured client certificate file, else the store's newest
+        client certificate (profile 3); dial through the SMGW when its function 1 is on. ValueError (the link is
+        not built, its status says why) for a certificate that is missing or has no key."""
         opts = {}
         certs = getattr(self.runtime, "certs", None)
         if certs is not None and gw.get("url", "").startswith("wss://"):
@@ -204,7 +205,13 @@ class OcppService:
             elif certs.ids("ca"):
                 ca_pem = certs.ca_pem()
             pair = None
-            if gw.get("client_cert"):
+            if gw.get("client_cert_id"):
+                # This EVSE's own certificate from the store (each backend may know the station by another one).
+                try:
+                    pair = certs.client_pair(gw["client_cert_id"])
+                except KeyError:
+                    raise ValueError("client certificate '%s' is not in the certificate store" % gw["client_cert_id"])
+            elif gw.get("client_cert"):
                 folder = self.runtime.store.folder
                 pair = (os.path.join(folder, gw["client_cert"]), os.path.join(folder, gw.get("client_key") or
                                                                               gw["client_cert"]))
