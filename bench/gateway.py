@@ -341,17 +341,19 @@ async def main(args):
                 await latency(via, 200)
                 lat_gw = await latency(via, args.samples)
                 cpu0, sys0 = cpu_s(proc.pid), cpu_s(proc.pid, "system")
+                own0 = time.process_time()
                 queue0 = queue_bytes(os.path.join(tmp, kind))
                 tput_gw = await throughput(via, args.per_box)
                 queue_growth = queue_bytes(os.path.join(tmp, kind)) - queue0
                 cpu_us = (cpu_s(proc.pid) - cpu0) * 1e6 / (args.boxes * args.per_box)
                 sys_us = (cpu_s(proc.pid, "system") - sys0) * 1e6 / (args.boxes * args.per_box)
+                own_us = (time.process_time() - own0) * 1e6 / (args.boxes * args.per_box)
                 mem = rss_mb(proc.pid)
                 label = {"standalone": "standalone gateway (forwarding only)",
                          "manager": "manager process (as deployed)"}[kind]
                 notes.append("%s: CPU per forwarded message %.0f us, of it %.0f us in the kernel (socket I/O); "
-                             "queue files grew by %d bytes during the throughput run"
-                             % (label, cpu_us, sys_us, queue_growth))
+                             "queue files grew by %d bytes during the throughput run; the wallbox clients %.0f us"
+                             % (label, cpu_us, sys_us, queue_growth, own_us))
                 if http_port is not None:
                     status = await asyncio.to_thread(http_get_json, http_port, "cmd=get_status")
                     gw = status.get("gateway", {})
