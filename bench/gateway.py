@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import resource
 import shutil
 import statistics
@@ -34,6 +35,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CALL_HEAD = re.compile(r'\[\s*2\s*,\s*"([^"\\]*)"\s*,\s*"([A-Za-z]+)"')
 
 
 # ---- backend process ----------------------------------------------------------------------------------------------
@@ -59,24 +61,34 @@ async def backend_main(port_file):
                 links[0] -= 1
                 write_count()
 
-    async def answer(ws):
-        async for text in ws:
-            msg = json.loads(text)
-            if msg[0] != 2:
-                continue
-            action = msg[2]
-            if action == "BootNotification":
-                ans = {"status": "Accepted", "currentTime": "2026-01-01T00:00:00Z", "interval": 300}
-            elif action == "StartTransaction":
-                counter[0] += 1
-                ans = {"transactionId": counter[0], "idTagInfo": {"status": "Accepted"}}
-            elif action == "Heartbeat":
-                ans = {"currentTime": "2026-01-01T00:00:00Z"}
-            else:
-                ans = {}
-            await ws.send(json.dumps([3, msg[1], ans]))
+    def answer_text(ws, text):
+        # Only the frame's head is read (the backend answers by action): the load generator stays light, for the
+        # direct baseline and the gateway alike.
+        m = CALL_HEAD.match(text)
+        if m is None:
+            return
+        msg_id, action = m.group(1), m.group(2)
+        if action == "BootNotification":
+            ans = '{"status":"Accepted","currentTime":"2026-01-01T00:00:00Z","interval":300}'
+        elif action == "StartTransaction":
+            counter[0] += 1
+            ans = '{"transactionId":%d,"idTagInfo":{"status":"Accepted"}}' % counter[0]
+        elif action == "Heartbeat":
+            ans = '{"currentTime":"2026-01-01T00:00:00Z"}'
+        else:
+            ans = "{}"
+        ws.protocol.send_text(('[3,"%s",%s]' % (msg_id, ans)).encode())
+        ws.send_data()
 
-    server = await serve(handler, "127.0.0.1", 0, subprotocols=["ocpp1.6"], compression=None, max_queue=None)
+    async def answer(ws):
+        ws.on_text = lambda text: answer_text(ws, text)  # whole frames straight from the socket (ws_direct)
+        async for text in ws:
+            answer_text(ws, text)
+
+    from websockets.asyncio.server import ServerConnection
+    from chargemanager.adapters import ws_direct
+    server = await serve(handler, "127.0.0.1", 0, subprotocols=["ocpp1.6"], compression=None, max_queue=None,
+                         create_connection=ws_direct.direct(ServerConnection))
     write_count()
     with open(port_file + ".tmp", "w") as f:
         f.write(str(server.sockets[0].getsockname()[1]))
@@ -314,6 +326,9 @@ async def stop(proc):
         await proc.wait()
 
 
+BACKEND_PID = [None]
+
+
 async def main(args):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 2 x N client sockets in this process
@@ -323,6 +338,7 @@ async def main(args):
     backend = await asyncio.create_subprocess_exec(sys.executable, os.path.abspath(__file__), "--role", "backend",
                                                    "--port-file", port_file, env=env)
     try:
+        BACKEND_PID[0] = backend.pid
         bport = await wait_file(port_file, backend)
         direct = await open_boxes("ws://127.0.0.1:%d/" % bport, args.boxes)
         await latency(direct, 200)
@@ -341,19 +357,20 @@ async def main(args):
                 await latency(via, 200)
                 lat_gw = await latency(via, args.samples)
                 cpu0, sys0 = cpu_s(proc.pid), cpu_s(proc.pid, "system")
-                own0 = time.process_time()
+                own0, back0 = time.process_time(), cpu_s(BACKEND_PID[0])
                 queue0 = queue_bytes(os.path.join(tmp, kind))
                 tput_gw = await throughput(via, args.per_box)
                 queue_growth = queue_bytes(os.path.join(tmp, kind)) - queue0
                 cpu_us = (cpu_s(proc.pid) - cpu0) * 1e6 / (args.boxes * args.per_box)
                 sys_us = (cpu_s(proc.pid, "system") - sys0) * 1e6 / (args.boxes * args.per_box)
                 own_us = (time.process_time() - own0) * 1e6 / (args.boxes * args.per_box)
+                back_us = (cpu_s(BACKEND_PID[0]) - back0) * 1e6 / (args.boxes * args.per_box)
                 mem = rss_mb(proc.pid)
                 label = {"standalone": "standalone gateway (forwarding only)",
                          "manager": "manager process (as deployed)"}[kind]
                 notes.append("%s: CPU per forwarded message %.0f us, of it %.0f us in the kernel (socket I/O); "
-                             "queue files grew by %d bytes during the throughput run; the wallbox clients %.0f us"
-                             % (label, cpu_us, sys_us, queue_growth, own_us))
+                             "queue files grew by %d bytes during the throughput run; the wallbox clients %.0f us, "
+                             "the backend %.0f us" % (label, cpu_us, sys_us, queue_growth, own_us, back_us))
                 if http_port is not None:
                     status = await asyncio.to_thread(http_get_json, http_port, "cmd=get_status")
                     gw = status.get("gateway", {})
