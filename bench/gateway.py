@@ -3,8 +3,11 @@ wallboxes talking to the backend directly, measured in the same run.
 
 Three processes: the backend (a plain websockets OCPP-J answerer), the gateway, and this one with the N wallbox
 clients. The gateway runs twice, one after the other: standalone (`python -m chargemanager.adapters.ocpp_gateway`:
-the forwarding alone) and as deployed (the OCPP server with its schema validation and station model, plus the
-gateway service).
+the forwarding alone) and as deployed: the whole manager, `python -m chargemanager run` with a config.json of N OCPP
+EVSEs that each have `gateway.url` (OCPP server with schema validation and station model, gateway service, readings
+to the control loop, load management sending its charging profiles, HTTP API), i.e. the path the product runs.
+The boxes open only after every backend link is up (the backend counts them), so nothing is answered locally or
+queued; the table says how many messages the gateway still had queued at the end (0 expected).
 - latency: round trips of a MeterValues CALL (10 sampled values, with a transaction) one at a time, spread over all
   boxes, direct and through the gateway; added latency = gateway - direct (p50, p99, ratio);
 - throughput: every box sends its CALLs back to back (one outstanding per box, as OCPP wants); forwarded
@@ -19,6 +22,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import resource
 import shutil
 import statistics
@@ -31,31 +35,61 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CALL_HEAD = re.compile(r'\[\s*2\s*,\s*"([^"\\]*)"\s*,\s*"([A-Za-z]+)"')
 
 
 # ---- backend process ----------------------------------------------------------------------------------------------
 
 async def backend_main(port_file):
     counter = [1000]
+    links = [0]
+
+    def write_count():
+        with open(port_file + ".links.tmp", "w") as f:
+            f.write(str(links[0]))
+        os.replace(port_file + ".links.tmp", port_file + ".links")
 
     async def handler(ws):
-        async for text in ws:
-            msg = json.loads(text)
-            if msg[0] != 2:
-                continue
-            action = msg[2]
-            if action == "BootNotification":
-                ans = {"status": "Accepted", "currentTime": "2026-01-01T00:00:00Z", "interval": 300}
-            elif action == "StartTransaction":
-                counter[0] += 1
-                ans = {"transactionId": counter[0], "idTagInfo": {"status": "Accepted"}}
-            elif action == "Heartbeat":
-                ans = {"currentTime": "2026-01-01T00:00:00Z"}
-            else:
-                ans = {}
-            await ws.send(json.dumps([3, msg[1], ans]))
+        gw = ws.request.path.startswith("/gw/")
+        if gw:
+            links[0] += 1
+            write_count()
+        try:
+            await answer(ws)
+        finally:
+            if gw:
+                links[0] -= 1
+                write_count()
 
-    server = await serve(handler, "127.0.0.1", 0, subprotocols=["ocpp1.6"], compression=None, max_queue=None)
+    def answer_text(ws, text):
+        # Only the frame's head is read (the backend answers by action): the load generator stays light, for the
+        # direct baseline and the gateway alike.
+        m = CALL_HEAD.match(text)
+        if m is None:
+            return
+        msg_id, action = m.group(1), m.group(2)
+        if action == "BootNotification":
+            ans = '{"status":"Accepted","currentTime":"2026-01-01T00:00:00Z","interval":300}'
+        elif action == "StartTransaction":
+            counter[0] += 1
+            ans = '{"transactionId":%d,"idTagInfo":{"status":"Accepted"}}' % counter[0]
+        elif action == "Heartbeat":
+            ans = '{"currentTime":"2026-01-01T00:00:00Z"}'
+        else:
+            ans = "{}"
+        ws.protocol.send_text(('[3,"%s",%s]' % (msg_id, ans)).encode())
+        ws.send_data()
+
+    async def answer(ws):
+        ws.on_text = lambda text: answer_text(ws, text)  # whole frames straight from the socket (ws_direct)
+        async for text in ws:
+            answer_text(ws, text)
+
+    from websockets.asyncio.server import ServerConnection
+    from chargemanager.adapters import ws_direct
+    server = await serve(handler, "127.0.0.1", 0, subprotocols=["ocpp1.6"], compression=None, max_queue=None,
+                         create_connection=ws_direct.direct(ServerConnection))
+    write_count()
     with open(port_file + ".tmp", "w") as f:
         f.write(str(server.sockets[0].getsockname()[1]))
     os.replace(port_file + ".tmp", port_file)
@@ -74,29 +108,17 @@ def meter_values(tx, n):
             "meterValue": [{"timestamp": "2026-01-01T10:00:00Z", "sampledValue": sampled}]}
 
 
+_MV_TEMPLATE = json.dumps(meter_values(-7, 0)).replace("%", "%%").replace("-7", "%d").replace('"0.', '"%d.')
+
+
+def meter_values_text(tx, n):
+    """`meter_values(tx, n)` as JSON text, from a template: the load generator shares two cores with the gateway, so
+    the clients spend as little CPU per message as they can (the same for the direct baseline)."""
+    return _MV_TEMPLATE % ((tx,) + (n,) * 10)
+
+
 MANAGER_CALL_ANSWERS = {"GetConfiguration": {"configurationKey": []}, "SetChargingProfile": {"status": "Accepted"},
                         "ClearChargingProfile": {"status": "Accepted"}}
-
-
-# ---- the manager as deployed: OCPP server (schema validation, station model) + gateway service ----------------------
-
-def manager_main(config_path, data_dir):
-    import signal
-    import threading
-    from chargemanager.adapters.ocpp_gateway_service import GatewayService
-    from chargemanager.adapters.ocpp_server import OcppServer
-    with open(config_path) as f:
-        config = json.load(f)
-    server = OcppServer(config["evses"], host="127.0.0.1", port=0)
-    port = server.start()
-    service = GatewayService(server, config, data_dir, upstream_opts={"backoff_min_s": 0.5, "backoff_max_s": 2})
-    service.start()
-    print("listening %d" % port, flush=True)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: done.set())
-    done.wait()
-    service.stop()
-    server.stop()
 
 
 class Box:
@@ -116,9 +138,13 @@ class Box:
         self.tx = res["transactionId"]
 
     async def call(self, action, payload):
+        """CALL with a payload object, or with its JSON text (a str)."""
         self.n += 1
         msg_id = "%s-%d" % (self.name, self.n)
-        await self.ws.send(json.dumps([2, msg_id, action, payload]))
+        if isinstance(payload, str):
+            await self.ws.send('[2,"%s","%s",%s]' % (msg_id, action, payload))
+        else:
+            await self.ws.send(json.dumps([2, msg_id, action, payload]))
         while True:
             msg = json.loads(await self.ws.recv())
             if msg[0] == 2:
@@ -148,7 +174,7 @@ async def latency(boxes, samples):
     out = []
     for k in range(samples):
         b = boxes[rnd.randrange(len(boxes))]
-        payload = meter_values(b.tx, k)
+        payload = meter_values_text(b.tx, k)
         t0 = time.perf_counter_ns()
         await b.call("MeterValues", payload)
         out.append((time.perf_counter_ns() - t0) / 1e6)
@@ -158,7 +184,7 @@ async def latency(boxes, samples):
 async def throughput(boxes, per_box):
     async def run(b):
         for k in range(per_box):
-            await b.call("MeterValues", meter_values(b.tx, k))
+            await b.call("MeterValues", meter_values_text(b.tx, k))
     t0 = time.perf_counter()
     await asyncio.gather(*(run(b) for b in boxes))
     return len(boxes) * per_box / (time.perf_counter() - t0)
@@ -187,10 +213,20 @@ def pct(values, p):
     return s[min(len(s) - 1, int(round(p / 100.0 * (len(s) - 1))))]
 
 
-def cpu_s(pid):
+def cpu_s(pid, part=None):
+    """CPU seconds of a process: user + system, or only "user" / "system"."""
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    user, system = int(fields[11]), int(fields[12])
+    return {None: user + system, "user": user, "system": system}[part] / os.sysconf("SC_CLK_TCK")
+
+
+def queue_bytes(data_dir):
+    """Total size of the gateway's queue files (`<data>/gateway/*.log`): it grows only when records are stored."""
+    folder = os.path.join(data_dir, "gateway")
+    if not os.path.isdir(folder):
+        return 0
+    return sum(os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder))
 
 
 def rss_mb(pid):
@@ -210,8 +246,50 @@ async def wait_file(path, proc):
         return int(f.read())
 
 
+async def wait_links(path, want, timeout_s=120):
+    """Until the backend counts `want` gateway links (the product dials them at start, in no particular order)."""
+    deadline = time.monotonic() + timeout_s
+    n = -1
+    while time.monotonic() < deadline:
+        with open(path) as f:
+            n = int(f.read() or 0)
+        if n == want:
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError("only %d of %d backend links came up" % (n, want))
+
+
+ADMIN_PASSWORD = "bench-gateway-admin-1"
+
+
+def http_get_json(port, query):
+    import base64
+    import urllib.request
+    token = base64.b64encode(("admin:" + ADMIN_PASSWORD).encode()).decode()
+    req = urllib.request.Request("http://127.0.0.1:%d/cnf?%s" % (port, query),
+                                 headers={"Authorization": "Basic " + token})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+async def read_ports(stream):
+    """(ocpp port, http port) from the manager's log lines."""
+    ocpp = http = None
+    while ocpp is None or http is None:
+        line = (await stream.readline()).decode(errors="replace")
+        if not line:
+            raise RuntimeError("the manager ended before it listened")
+        if "OCPP server listening on port" in line:
+            ocpp = int(line.rsplit(" ", 1)[1])
+        elif "running: data" in line and "HTTP port" in line:
+            http = int(line.rsplit(" ", 1)[1])
+    return ocpp, http
+
+
 async def start_gateway(kind, tmp, bport, boxes, env):
-    config = {"evses": [{"dev_id": "E%d" % (i + 1), "type": "ocpp16", "address": "BX%04d" % i, "id": 1,
+    """The gateway process; returns (process, wallbox port, HTTP port or None)."""
+    config = {"site": {"max_power_w": boxes * 11000, "max_current_ma": boxes * 16000},
+              "evses": [{"dev_id": "E%d" % (i + 1), "type": "ocpp16", "address": "BX%04d" % i, "id": 1,
                          "gateway": {"url": "ws://127.0.0.1:%d/gw/" % bport, "client_id": "GW%04d" % i}}
                         for i in range(boxes)]}
     data = os.path.join(tmp, kind)
@@ -222,18 +300,33 @@ async def start_gateway(kind, tmp, bport, boxes, env):
     if kind == "standalone":
         cmd = [sys.executable, "-m", "chargemanager.adapters.ocpp_gateway", "--data", data, "--config", cfg_path,
                "--port", "0", "--backoff-min-s", "0.5", "--backoff-max-s", "2"]
-    else:
-        cmd = [sys.executable, os.path.abspath(__file__), "--role", "manager", "--config", cfg_path, "--data", data]
-    proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE, env=env)
-    port = int((await proc.stdout.readline()).split()[1])
-    await asyncio.sleep(2.0)  # let the backend links come up before the boxes boot
-    return proc, port
+        proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE, env=env)
+        return proc, int((await proc.stdout.readline()).split()[1]), None
+    setpw = await asyncio.create_subprocess_exec(sys.executable, "-m", "chargemanager", "set-password", "--data", data,
+                                                 "--password-stdin", stdin=asyncio.subprocess.PIPE,
+                                                 stdout=asyncio.subprocess.DEVNULL, env=env)
+    await setpw.communicate((ADMIN_PASSWORD + "\n").encode())
+    if setpw.returncode != 0:
+        raise RuntimeError("set-password failed")
+    cmd = [sys.executable, "-m", "chargemanager", "run", "--data", data, "--host", "127.0.0.1", "--http-port", "0",
+           "--ocpp-port", "0", "--log-level", "INFO"]
+    proc = await asyncio.create_subprocess_exec(*cmd, stderr=asyncio.subprocess.PIPE, env=env)
+    ocpp_port, http_port = await read_ports(proc.stderr)
+
+    async def drain_log():  # keep reading, or a full pipe would block the manager's logging
+        while await proc.stderr.readline():
+            pass
+    proc.log_task = asyncio.get_running_loop().create_task(drain_log())
+    return proc, ocpp_port, http_port
 
 
 async def stop(proc):
     if proc is not None and proc.returncode is None:
         proc.terminate()
         await proc.wait()
+
+
+BACKEND_PID = [None]
 
 
 async def main(args):
@@ -245,6 +338,7 @@ async def main(args):
     backend = await asyncio.create_subprocess_exec(sys.executable, os.path.abspath(__file__), "--role", "backend",
                                                    "--port-file", port_file, env=env)
     try:
+        BACKEND_PID[0] = backend.pid
         bport = await wait_file(port_file, backend)
         direct = await open_boxes("ws://127.0.0.1:%d/" % bport, args.boxes)
         await latency(direct, 200)
@@ -254,18 +348,36 @@ async def main(args):
               "direct: %0.0f msg/s" % (args.boxes, tput_direct))
         print("%-44s %6s %10s %10s %10s %7s %9s %9s %7s" % ("path", "", "direct ms", "via ms", "added ms", "ratio",
                                                             "msg/s", "CPU us/msg", "RSS MB"))
+        notes = []
         for kind in args.kinds.split(","):
-            proc, port = await start_gateway(kind, tmp, bport, args.boxes, env)
+            proc, port, http_port = await start_gateway(kind, tmp, bport, args.boxes, env)
             try:
+                await wait_links(port_file + ".links", args.boxes)
                 via = await open_boxes("ws://127.0.0.1:%d/" % port, args.boxes)
                 await latency(via, 200)
                 lat_gw = await latency(via, args.samples)
-                cpu0 = cpu_s(proc.pid)
+                cpu0, sys0 = cpu_s(proc.pid), cpu_s(proc.pid, "system")
+                own0, back0 = time.process_time(), cpu_s(BACKEND_PID[0])
+                queue0 = queue_bytes(os.path.join(tmp, kind))
                 tput_gw = await throughput(via, args.per_box)
+                queue_growth = queue_bytes(os.path.join(tmp, kind)) - queue0
                 cpu_us = (cpu_s(proc.pid) - cpu0) * 1e6 / (args.boxes * args.per_box)
+                sys_us = (cpu_s(proc.pid, "system") - sys0) * 1e6 / (args.boxes * args.per_box)
+                own_us = (time.process_time() - own0) * 1e6 / (args.boxes * args.per_box)
+                back_us = (cpu_s(BACKEND_PID[0]) - back0) * 1e6 / (args.boxes * args.per_box)
                 mem = rss_mb(proc.pid)
                 label = {"standalone": "standalone gateway (forwarding only)",
-                         "manager": "OCPP server + gateway (as deployed)"}[kind]
+                         "manager": "manager process (as deployed)"}[kind]
+                notes.append("%s: CPU per forwarded message %.0f us, of it %.0f us in the kernel (socket I/O); "
+                             "queue files grew by %d bytes during the throughput run; the wallbox clients %.0f us, "
+                             "the backend %.0f us" % (label, cpu_us, sys_us, queue_growth, own_us, back_us))
+                if http_port is not None:
+                    status = await asyncio.to_thread(http_get_json, http_port, "cmd=get_status")
+                    gw = status.get("gateway", {})
+                    notes.append("%s: %d gateway links, %d connected, %d messages queued at the end, control tick "
+                                 "%.1f ms CPU" % (label, len(gw), sum(1 for v in gw.values() if v.get("connected")),
+                                                   sum(v.get("queued_messages", 0) for v in gw.values()),
+                                                   status.get("tick_cpu_ms", 0.0)))
                 for i, p in enumerate((50, 99)):
                     d, g = pct(lat_direct, p), pct(lat_gw, p)
                     if i == 0:
@@ -277,7 +389,12 @@ async def main(args):
                     await b.close()
             finally:
                 await stop(proc)
+                if getattr(proc, "log_task", None) is not None:
+                    await proc.log_task
         print("targets: added p50 <= 0.5 ms, added p99 <= 2 ms, >= 3000 forwarded msg/s")
+        for note in notes:
+            print(note)
+        print("load average %.2f %.2f %.2f (2 cores shared: higher load inflates the figures)" % os.getloadavg())
         print("gateway policy (core) alone: %0.0f us CPU per forwarded CALL + answer (no sockets)" % core_cost_us())
         for b in direct:
             await b.close()
@@ -294,12 +411,8 @@ if __name__ == "__main__":
     ap.add_argument("--samples", type=int, default=3000)
     ap.add_argument("--per-box", type=int, default=20)
     ap.add_argument("--kinds", default="standalone,manager")
-    ap.add_argument("--config")
-    ap.add_argument("--data")
     a = ap.parse_args()
     if a.role == "backend":
         asyncio.run(backend_main(a.port_file))
-    elif a.role == "manager":
-        manager_main(a.config, a.data)
     else:
         asyncio.run(main(a))

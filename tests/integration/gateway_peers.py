@@ -59,10 +59,10 @@ class BackendStation(ChargePoint):
         return call_result.Authorize(id_tag_info={"status": AuthorizationStatus.accepted})
 
     @on(Action.start_transaction)
-    def on_start(self, **kw):
+    def on_start(self, id_tag=None, **kw):
         self.backend.next_tx += 1
-        return call_result.StartTransaction(transaction_id=self.backend.next_tx,
-                                            id_tag_info={"status": AuthorizationStatus.accepted})
+        status = AuthorizationStatus.blocked if id_tag in self.backend.blocked else AuthorizationStatus.accepted
+        return call_result.StartTransaction(transaction_id=self.backend.next_tx, id_tag_info={"status": status})
 
     @on(Action.stop_transaction)
     def on_stop(self, **kw):
@@ -92,6 +92,7 @@ class Backend:
         self.received = []
         self.answers = []        # CALLRESULT/CALLERROR frames the backend got (answers to its own CALLs)
         self.next_tx = 1000
+        self.blocked = set()     # idTags this backend answers Blocked in StartTransaction
         self.paths = []
         self.tasks = set()
 

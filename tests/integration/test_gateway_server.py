@@ -197,3 +197,59 @@ def test_gateway_state_in_get_status_and_config_change(tmp_path):
             await asyncio.to_thread(rt.shutdown)
             await backend.stop()
     asyncio.run(main())
+
+
+def test_offline_transaction_the_backend_rejects_shows_in_status_and_audit_log(tmp_path):
+    """The box charged on the gateway's local answer during an outage; on replay the backend blocks the idTag: the
+    manager's get_status and its audit log say so (the charge itself is over; nothing is stopped)."""
+    from chargemanager.adapters.store import DataStore
+    from chargemanager.runtime import Runtime
+    from httpclient import call as http
+
+    async def main():
+        backend = Backend(password=PASSWORD)
+        await backend.start()
+        store = DataStore(str(tmp_path))
+        cfg, _ = store.load_config()
+        cfg["evses"] = config(backend.port)["evses"]
+        store.save_config(cfg)
+        rt = Runtime(str(tmp_path), http_port=0, ocpp_port=0, host="127.0.0.1")
+        rt.auth.set_password("1234abcd")
+        await asyncio.to_thread(rt.start)
+        base = "http://127.0.0.1:%d/cnf?cmd=" % rt.http_port
+
+        def gw():
+            return http(base + "get_status")[2]["gateway"]["E1"]
+        box = NodeWallbox("ws://127.0.0.1:%d/" % rt.ocpp_port, BOX)
+        try:
+            await wait_for(lambda: gw()["connected"], what="gateway connected")
+            await box.start()
+            await boot(box, backend)
+            await backend.stop()
+            await wait_for(lambda: not gw()["connected"], what="link down")
+            start = await box.call("StartTransaction", start_tx(3, 3000), retry=True)
+            ptx = start["transactionId"]
+            await box.call("StopTransaction", {"transactionId": ptx, "meterStop": 3500,
+                                               "timestamp": "2026-01-01T11:00:00Z"}, retry=True)
+            assert gw()["rejected_offline_tx"] == 0
+            backend.blocked.add("CARD03")
+            await backend.start()
+            await wait_for(lambda: gw()["rejected_offline_tx"] == 1, 60, "rejection in get_status")
+            entry = {"transaction_id": 1001, "provisional_id": ptx, "id_tag": "CARD03", "connector_id": 1,
+                     "start": "2026-01-01T10:03:00Z", "status": "Blocked"}
+            assert gw()["rejected_offline_recent"] == [entry]
+
+            def audited():
+                return [e for e in http(base + "get_audit_log")[2]["entries"]
+                        if e["kind"] == "gateway_offline_tx_rejected"]
+            await wait_for(lambda: audited(), what="audit record")
+            record = audited()[0]
+            assert dict((k, record[k]) for k in entry) == entry and record["dev_id"] == "E1"
+            await wait_for(lambda: gw()["queued_messages"] == 0, what="queue delivered")
+            assert backend.actions(CLIENT).count("StopTransaction") == 1
+        finally:
+            await box.stop()
+            await asyncio.to_thread(rt.shutdown)
+            if backend.server.is_serving():
+                await backend.stop()
+    asyncio.run(main())

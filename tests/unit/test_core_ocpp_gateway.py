@@ -2,7 +2,8 @@
 # Plain asserts and module-level test functions: this file also runs under MicroPython.
 import json
 
-from chargemanager.core.ocpp_gateway import Gateway, parse_frame, raw_payload, clamp_profile
+from chargemanager.core.ocpp_gateway import (Gateway, FrameError, clamp_profile, frame_head, parse_frame, raw_payload,
+                                             result_parts)
 
 BOOT = '{"chargePointVendor":"V","chargePointModel":"M"}'
 SIGNED = ('OCMF|{"FV":"1.0","GI":"ABL","RD":[{"TM":"2026-01-01T10:00:00,000+0000 S","RV":1.234,'
@@ -40,6 +41,29 @@ def test_raw_payload_keeps_exact_text():
     mtype, msg_id, action, payload, ptext = parse_frame(text)
     assert (mtype, msg_id, action) == (2, 'a,"b', "DataTransfer")
     assert payload["data"] == "x\u00e9 , ]"
+
+
+def test_frame_head_and_result_parts_read_escaped_ids():
+    assert raw_payload('[2,"a\\\\","x\\"y",{"k":"\\\\"}]', 3) == '{"k":"\\\\"}'
+    assert frame_head('[3,"id\\"q\\\\",{}]')[:2] == (3, 'id"q\\')
+    assert result_parts('[3, "m1" , {"transactionId":5} ]') == ("m1", '{"transactionId":5}')
+    for bad in ('{"a":1}', '[3,"open', '[3,7,{}]', '[2,"a","B",{}]', '[x,"a",{}]', '[3,"a"'):
+        try:
+            result_parts(bad)
+            assert False, bad
+        except FrameError:
+            pass
+
+
+def test_box_call_takes_the_parsed_frame_and_forwards_its_text():
+    gw = Gateway("gw-")
+    online(gw)
+    text = '[2,"m9","DataTransfer",{"vendorId":"GiroE","data":"a  b"}]'
+    a = gw.box_call("m9", "DataTransfer", {"vendorId": "GiroE", "data": "a  b"}, text, 0)
+    assert sends(a, "backend") == [text]
+    assert sends(gw.backend_text('[3,"m9",{"status":"Accepted"}]', 0), "box") == ['[3,"m9",{"status":"Accepted"}]']
+    a = gw.box_call("m10", "Heartbeat", {}, None, 0)
+    assert sends(a, "backend") == ['[2,"m10","Heartbeat",{}]']
 
 
 def test_rule1_box_call_forwarded_byte_for_byte():
@@ -202,11 +226,14 @@ def run_offline_transaction(gw, n, t):
     return ptx
 
 
-def drain(gw, t, backend_tx):
-    """Play a backend that answers everything; returns the CALLs it received."""
+def drain(gw, t, backend_tx, tag_status="Accepted", events=None):
+    """Play a backend that answers everything (idTags with `tag_status`); returns the CALLs it received. `events`:
+    a list that collects the gateway's events meanwhile."""
     got = []
     a = gw.backend_connected(t)
     while True:
+        if events is not None:
+            events.extend(x[1:] for x in a if x[0] == "event")
         calls = frames(a, "backend")
         if not calls:
             return got
@@ -214,7 +241,7 @@ def drain(gw, t, backend_tx):
         got.append(c)
         if c[2] == "StartTransaction":
             backend_tx[0] += 1
-            ans = {"transactionId": backend_tx[0], "idTagInfo": {"status": "Accepted"}}
+            ans = {"transactionId": backend_tx[0], "idTagInfo": {"status": tag_status}}
         elif c[2] == "BootNotification":
             ans = {"status": "Accepted", "currentTime": "2026-01-01T00:00:00Z", "interval": 60}
         else:
@@ -240,6 +267,27 @@ def test_rule8_to_10_offline_transactions_replayed_in_order_with_backend_ids():
     assert frames(a, "backend")[0][3]["transactionId"] == 502
     a = gw.backend_text('[2,"rs","RemoteStopTransaction",{"transactionId":502}]', 5)
     assert frames(a, "box")[0][2:] == ["RemoteStopTransaction", {"transactionId": p2}]
+
+
+def test_rule10_offline_transaction_rejected_on_replay_is_reported():
+    gw = Gateway("gw-")
+    gw.box_connected(0)
+    gw.box_text('[2,"b","BootNotification",' + BOOT + ']', 0)
+    ptx = run_offline_transaction(gw, 1, 1)
+    events = []
+    got = drain(gw, 3, [700], "Blocked", events)
+    assert [c[2] for c in got] == ["BootNotification", "StartTransaction", "MeterValues", "StopTransaction"]
+    entry = {"transaction_id": 701, "provisional_id": ptx, "id_tag": "T", "connector_id": 1,
+             "start": "2026-01-01T00:00:00Z", "status": "Blocked"}
+    assert ("backend_rejected_offline_tx", entry) in events
+    st = gw.status()
+    assert st["rejected_offline_tx"] == 1 and st["rejected_offline_recent"] == [entry]
+    assert st["queued_messages"] == 0
+    # an accepted one is not reported
+    gw.backend_disconnected(4)
+    run_offline_transaction(gw, 2, 4)
+    drain(gw, 5, [800])
+    assert gw.status()["rejected_offline_tx"] == 1
 
 
 def test_rule9_restart_keeps_queue_and_map():

@@ -1,7 +1,8 @@
 """OCPP gateway adapter: runs `core.ocpp_gateway.Gateway` for one EVSE between its wallbox connection, the backend
 link (`ocpp_upstream.UpstreamLink`) and the persistent queue (`txqueue.TxQueue`), in the OCPP thread's asyncio loop.
 
-The wallbox side is a pair of calls any server can make: `box_attached(send)`, `box_text(text)`, `box_detached()`.
+The wallbox side is a few calls any server can make: `box_attached(send)`, `box_text(text)` (or `box_call(...)` for
+a CALL the server parsed already), `box_detached()`.
 `GatewayServer` below is a minimal listener that routes wallboxes to their links by ChargeBox ID; it serves the
 standalone mode (`python -m chargemanager.adapters.ocpp_gateway`), the tests and the benchmark until the OCPP server
 (issue 3) hands the frames of gateway-enabled wallboxes to these calls.
@@ -19,10 +20,11 @@ import signal
 import urllib.parse
 
 import websockets
-from websockets.asyncio.server import serve
+from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Response
 from websockets.datastructures import Headers
 
+from chargemanager.adapters import ws_direct
 from chargemanager.core.ocpp_gateway import Gateway
 from chargemanager.adapters.ocpp_upstream import Sender, UpstreamLink, SUBPROTOCOL
 from chargemanager.adapters.txqueue import TxQueue
@@ -102,6 +104,10 @@ class GatewayLink:
 
     def box_text(self, text):
         self._run(self.core.box_text(text, monotonic_ms()))
+
+    def box_call(self, msg_id, action, payload, text):
+        """A CALL the OCPP server has parsed and validated already (no second parse); `text` as it arrived."""
+        self._run(self.core.box_call(msg_id, action, payload, text, monotonic_ms()))
 
     def manager_call(self, action, payload):
         """The manager's own CALL to the wallbox; a future resolving to (ok, payload). Never shown to the backend."""
@@ -211,7 +217,11 @@ class GatewayLink:
         elif name in ("queue_record_skipped", "backend_rejected_offline_tx", "backend_boot_refused"):
             log.warning("gateway %s: %s %s", self.dev_id, name, data)
         if self.on_event is not None:
-            self.on_event(self.dev_id, name, data)
+            try:
+                self.on_event(self.dev_id, name, data)
+            except Exception:
+                # A failing listener must not cut the core's action list short (frames would be lost).
+                log.exception("gateway %s: listener for %s failed", self.dev_id, name)
 
 
 class GatewayServer:
@@ -227,7 +237,8 @@ class GatewayServer:
     async def start(self):
         self.server = await serve(self._handler, self.host, self.port, subprotocols=[SUBPROTOCOL],
                                   process_request=self._check, compression=None, ping_interval=30,
-                                  ping_timeout=30, max_size=1 << 20)
+                                  ping_timeout=30, max_size=1 << 20,
+                                  create_connection=ws_direct.direct(ServerConnection))
         self.port = self.server.sockets[0].getsockname()[1]
         for link in self.links.values():
             link.start()
@@ -258,6 +269,7 @@ class GatewayServer:
         conn = Sender(ws)
         self.active[box_id] = conn
         link.box_attached(conn.send)
+        ws.on_text = link.box_text  # whole text frames straight from the socket callback (ws_direct)
         try:
             async for text in ws:
                 if isinstance(text, str):
@@ -265,6 +277,7 @@ class GatewayServer:
         except websockets.ConnectionClosed:
             pass
         finally:
+            ws.on_text = None
             conn.close()
             if self.active.get(box_id) is conn:
                 del self.active[box_id]

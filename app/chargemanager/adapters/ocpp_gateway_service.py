@@ -4,8 +4,9 @@ For a wallbox whose EVSE has `gateway.url`, the server keeps doing what it does 
 the boot gate, the manager's own charging profiles, readings for the load management), and this service:
 - takes every validated CALL from the box through `Connection.call_hook`: the station still sees it (so load
   management keeps its readings and transactions), but the answer comes from the gateway (the backend's, or the
-  local one while the backend is away). The box's frame text is passed on as it arrived, so payloads stay byte for
-  byte;
+  local one while the backend is away). The frame is parsed and validated once, by the server's session; its text
+  is passed on as it arrived, so payloads stay byte for byte, and the backend's answer goes back to the box with
+  its payload text unchanged (`Session.reply_raw`);
 - sends the backend's CALLs to the box through the server's session (`Connection.call`, one CALL in flight, ids
   minted by the server), and returns the box's answers, seen by an observer, to the gateway core;
 - caps kept backend charging profiles at the limit the load management just set (`OcppServer.on_limit`), at once;
@@ -18,8 +19,10 @@ from other threads.
 import asyncio
 import json
 import logging
+import ssl
 
 from chargemanager.adapters.ocpp_gateway import GatewayLink
+from chargemanager.core import ocpp_gateway as ogateway
 from chargemanager.core import ocpp_session as osession
 from chargemanager.core.ocpp_station import ocpp_endpoint
 from chargemanager.shim.clock import monotonic_ms, wall_time_s
@@ -32,25 +35,34 @@ class _BoxPort:
 
     def __init__(self, conn):
         self.conn = conn
-        self.raw = None          # the last text the session received (so a forwarded payload keeps its bytes)
         self.start_tx = {}       # box msg id -> connector id of a StartTransaction the station has seen
-        receive = conn.session.receive
-
-        def receive_keeping_text(text, now_ms):
-            self.raw = text
-            return receive(text, now_ms)
-        conn.session.receive = receive_keeping_text
 
     def send(self, text):
+        try:
+            # The common frame, an answer to the box's CALL, goes out with its payload text as the backend sent it:
+            # no parse and no re-serialisation (the session parses only the few answers it needs to see).
+            msg_id, ptext = ogateway.result_parts(text)
+        except ogateway.FrameError:
+            msg_id = None
+        if msg_id is not None:
+            action = self.conn.session.incoming.get(msg_id)
+            cid = self.start_tx.pop(msg_id, None)
+            payload = None
+            if action in ("BootNotification", "StartTransaction"):
+                try:
+                    payload = json.loads(ptext)
+                except ValueError:
+                    payload = None
+            if cid is not None and isinstance(payload, dict) and isinstance(payload.get("transactionId"), int):
+                self._station_tx_id(cid, payload["transactionId"])
+            self.conn.reply_raw(msg_id, ptext, payload)
+            if action == "BootNotification":
+                self.conn.pump()  # the box may now get its capability read and profiles
+            return
         msg = json.loads(text)
         kind, msg_id = msg[0], msg[1]
         if kind == osession.CALL:
             self.conn.call(msg[2], msg[3], ("gw", msg_id))
-        elif kind == osession.CALLRESULT:
-            cid = self.start_tx.pop(msg_id, None)
-            if cid is not None and isinstance(msg[2].get("transactionId"), int):
-                self._station_tx_id(cid, msg[2]["transactionId"])
-            self.conn.reply(msg_id, msg[2])
         else:
             self.start_tx.pop(msg_id, None)
             self.conn.reply_error(msg_id, msg[2], msg[3], msg[4] if len(msg) > 4 else None)
@@ -63,8 +75,10 @@ class _BoxPort:
 
 
 class GatewayService:
-    def __init__(self, server, config, data_dir, upstream_opts=None, core_opts=None, upstream_opts_fn=None):
+    def __init__(self, server, config, data_dir, upstream_opts=None, core_opts=None, upstream_opts_fn=None,
+                 on_event=None):
         self.server = server
+        self.on_event = on_event  # f(dev_id, name, data) on the OCPP thread: the gateway core's events
         self.data_dir = data_dir
         self.upstream_opts = upstream_opts
         self.upstream_opts_fn = upstream_opts_fn   # f(gateway settings) -> extra UpstreamLink options (TLS, SMGW)
@@ -133,14 +147,14 @@ class GatewayService:
             if cbid in self.links:
                 continue
             opts = dict(self.upstream_opts or {})
-            if self.upstream_opts_fn is not None:
-                opts.update(self.upstream_opts_fn(gw))
             try:
+                if self.upstream_opts_fn is not None:
+                    opts.update(self.upstream_opts_fn(gw))
                 link = GatewayLink(dev_id, gw, self.data_dir, charge_box_id=cbid,
                                    auth_policy=gw.get("auth_policy", "cache"), upstream_opts=opts,
-                                   core_opts=self.core_opts)
-            except (ValueError, OSError) as e:
-                # A link that cannot be built (bad URL, unreadable certificate file) must not stop the others.
+                                   core_opts=self.core_opts, on_event=self.on_event)
+            except (ValueError, OSError, ssl.SSLError) as e:
+                # A link that cannot be built (bad URL, unreadable or missing certificate) must not stop the others.
                 log.error("gateway for %s not started: %s", dev_id, e)
                 self.errors[dev_id] = str(e)
                 continue
@@ -212,14 +226,8 @@ class GatewayService:
         conn.station.handle(ev.action, ev.payload, monotonic_ms(), int(wall_time_s() * 1000))
         if ev.action == "StartTransaction":
             port.start_tx[ev.msg_id] = ev.payload.get("connectorId")
-        text = port.raw
-        try:
-            same = text is not None and json.loads(text)[1] == ev.msg_id
-        except (ValueError, IndexError, KeyError, TypeError):
-            same = False
-        if not same:
-            text = json.dumps([osession.CALL, ev.msg_id, ev.action, ev.payload], ensure_ascii=False)
-        link.box_text(text)
+        # Parsed and validated once by the session; the frame text goes on so payloads stay byte for byte.
+        link.box_call(ev.msg_id, ev.action, ev.payload, ev.text)
         return True
 
     def _observe(self, link, conn, ev):

@@ -7,9 +7,11 @@ point), and `date-time` is checked (jsonschema does not check formats by default
 accepted: many boxes send local time (REFERENCE A4 #11); the station treats it as charger-local.
 
 Speed: jsonschema costs ~0.9 ms for a MeterValues with 10 sampled values, paid by every wallbox message. Each
-schema is therefore also compiled with fastjsonschema (~20x faster) as a fast path that only ever says "valid":
-when it objects, jsonschema decides and names the failed keyword, so error codes and messages come from one
-place. Schemas that need Decimal arithmetic (multipleOf) skip the fast path.
+schema is therefore also compiled into a fast path that only ever says "surely valid": `schema_fast` (about 4x
+faster than fastjsonschema on MeterValues) for the schemas it handles completely, fastjsonschema for the others
+(the security white paper ones with `$ref`). When the fast path is not sure, jsonschema decides and names the failed
+keyword, so error codes and messages come from one place. Schemas that need Decimal arithmetic (multipleOf) skip
+the fast path.
 """
 
 import decimal
@@ -20,6 +22,8 @@ import re
 import fastjsonschema
 import jsonschema
 import ocpp
+
+from chargemanager.adapters import schema_fast
 
 _SCHEMA_DIR = os.path.join(os.path.dirname(ocpp.__file__), "v16", "schemas")
 _DATE_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?$"
@@ -36,6 +40,16 @@ def _is_date_time(value):
     if not isinstance(value, str):
         return True
     return bool(_DATE_TIME.match(value))
+
+
+def _raising_to_bool(validate):
+    def check(payload):
+        try:
+            validate(payload)
+            return True
+        except fastjsonschema.JsonSchemaException:
+            return False
+    return check
 
 
 class Schemas:
@@ -60,8 +74,12 @@ class Schemas:
                 schema = json.loads(text, parse_float=decimal.Decimal)
                 v = jsonschema.Draft4Validator(schema, format_checker=_format_checker)
                 if key not in _DECIMAL:
-                    self._fast[key] = fastjsonschema.compile(json.loads(text),
-                                                             formats={"date-time": _DATE_TIME_PATTERN})
+                    plain = json.loads(text)
+                    fast = schema_fast.compile_fast(plain, {"date-time": _DATE_TIME.match})
+                    if fast is None:
+                        fast = _raising_to_bool(fastjsonschema.compile(plain,
+                                                                       formats={"date-time": _DATE_TIME_PATTERN}))
+                    self._fast[key] = fast
             self._cache[key] = v
         return v
 
@@ -70,12 +88,9 @@ class Schemas:
         if v is None:
             return None
         fast = self._fast.get((kind, action))
-        if fast is not None:
-            try:
-                fast(payload)
-                return None
-            except fastjsonschema.JsonSchemaException:
-                pass  # jsonschema below names the failed keyword (it may also find no error at all)
+        if fast is not None and fast(payload):
+            return None
+        # Not surely valid: jsonschema decides and names the failed keyword (it may also find no error at all).
         if (kind, action) in _DECIMAL:
             payload = json.loads(json.dumps(payload), parse_float=decimal.Decimal)
         err = next(iter(v.iter_errors(payload)), None)

@@ -27,13 +27,13 @@ import threading
 import time
 import urllib.parse
 
-from websockets.asyncio.server import serve
+from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Response
 from websockets.protocol import State
 
-from chargemanager.adapters import tls
+from chargemanager.adapters import tls, ws_direct
 from chargemanager.adapters.ocpp_schemas import Schemas
 from chargemanager.core import ocpp_session as osession
 from chargemanager.core import ocpp_station as ostation
@@ -44,6 +44,8 @@ DEFAULT_PORT = 19520
 SUBPROTOCOL = "ocpp1.6"
 MAX_SEEN = 100
 WRITE_BUFFER_HIGH = 64 * 1024
+# CALLs whose handling leaves the station's published state unchanged.
+_STATELESS_CALLS = ("Heartbeat", "Authorize", "DataTransfer")
 
 
 def _monotonic_ms():
@@ -103,6 +105,11 @@ class Connection:
         self.session.reply_error(msg_id, code, description, details)
         self.flush()
 
+    def reply_raw(self, msg_id, payload_text, payload=None):
+        """Answer with a payload given as JSON text, sent unchanged (the gateway relays the backend's answer)."""
+        self.session.reply_raw(msg_id, payload_text, payload)
+        self.flush()
+
     def call(self, action, payload, ref=None, msg_id=None):
         """Queue a CALL to the charge point (it goes out when the previous one is answered)."""
         ok = self.session.call(action, payload, _monotonic_ms(), ref, msg_id)
@@ -142,8 +149,14 @@ class Connection:
         except ConnectionClosed:
             pass
 
+    def _on_text(self, text):
+        self._handle_events(self.session.receive(text, _monotonic_ms()))
+
     async def run(self):
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+        # Whole text frames are handled straight from the socket callback (adapters/ws_direct.py); the loop below
+        # sees only what websockets assembles itself (fragmented or binary messages).
+        self.ws.on_text = self._on_text
         try:
             async for message in self.ws:
                 if isinstance(message, bytes):
@@ -158,6 +171,7 @@ class Connection:
         except ConnectionClosed:
             pass
         finally:
+            self.ws.on_text = None
             self.closed = True
             self._writer.cancel()
             # CALLs that will never be answered: release anyone waiting for them (clear_profiles).
@@ -175,8 +189,16 @@ class Connection:
 
     def _handle_events(self, events):
         now_ms = _monotonic_ms()
+        publish = pump = False
         for ev in events:
             if isinstance(ev, osession.CallReceived):
+                # Of the box's CALLs only a boot changes what the station sends (it forgets the accepted profiles),
+                # and Heartbeat, Authorize, DataTransfer leave the published state as it was: most messages cost
+                # neither a `pump` nor a publish.
+                if ev.action == "BootNotification":
+                    pump = True
+                if ev.action not in _STATELESS_CALLS:
+                    publish = True
                 if ev.problem is not None:
                     self.station.note(now_ms, "%s accepted despite %s: %s" % (ev.action, ev.problem[0], ev.problem[1]))
                 if self.call_hook is not None and self.call_hook(self, ev):
@@ -187,8 +209,10 @@ class Connection:
                 else:
                     self.session.reply(ev.msg_id, result)
             elif isinstance(ev, osession.ResultReceived):
+                publish = pump = True
                 self.station.on_result(ev.action, ev.payload, ev.ref, now_ms)
             elif isinstance(ev, osession.CallFailed):
+                publish = pump = True
                 self.station.on_failed(ev.action, ev.code, ev.description, ev.ref, now_ms)
                 if ev.ref and ev.ref[0] == "clear" and not ev.ref[1].done():
                     ev.ref[1].set_result({"error": ev.code, "description": ev.description})
@@ -199,8 +223,12 @@ class Connection:
             for obs in self.observers:
                 obs(self, ev)
         # Publish before the answers leave, so a peer that saw its answer also finds its data in `snapshot()`.
-        self.server._publish(self.station)
-        self.pump()
+        if publish:
+            self.server._publish(self.station)
+        if pump:
+            self.pump()
+        else:
+            self.flush()
 
 
 class OcppServer:
@@ -491,6 +519,7 @@ class OcppServer:
         if self.tls_mode not in (None, "off"):
             kw["ssl"] = None
             kw.update(tls.serve_kwargs(self.tls_mode, self.ssl_context_fn))
+        kw["create_connection"] = ws_direct.direct(kw.get("create_connection", ServerConnection))
         if self.sock is not None:
             kw["sock"] = self.sock
         else:

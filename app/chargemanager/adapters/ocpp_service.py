@@ -73,7 +73,7 @@ class OcppService:
             return
         log.info("OCPP server listening on port %d", self.runtime.ocpp_port)
         self.gateway = GatewayService(self.server, self.runtime.config, self.runtime.store.folder,
-                                      upstream_opts_fn=self._gateway_link_opts)
+                                      upstream_opts_fn=self._gateway_link_opts, on_event=self._gateway_event)
         self.gateway.start()
 
     def stop(self):
@@ -192,8 +192,9 @@ class OcppService:
     def _gateway_link_opts(self, gw):
         """Backend link options from the certificate store and the SMGW (called on the OCPP thread per link):
         trust the configured CA file, else the store's CA certificates, else the system store (profile 2); present
-        the configured client certificate, else the store's client certificate (profile 3); dial through the SMGW
-        when its function 1 is on."""
+        the store certificate `client_cert_id`, else the configured client certificate file, else the store's newest
+        client certificate (profile 3); dial through the SMGW when its function 1 is on. ValueError (the link is
+        not built, its status says why) for a certificate that is missing or has no key."""
         opts = {}
         certs = getattr(self.runtime, "certs", None)
         if certs is not None and gw.get("url", "").startswith("wss://"):
@@ -204,7 +205,13 @@ class OcppService:
             elif certs.ids("ca"):
                 ca_pem = certs.ca_pem()
             pair = None
-            if gw.get("client_cert"):
+            if gw.get("client_cert_id"):
+                # This EVSE's own certificate from the store (each backend may know the station by another one).
+                try:
+                    pair = certs.client_pair(gw["client_cert_id"])
+                except KeyError:
+                    raise ValueError("client certificate '%s' is not in the certificate store" % gw["client_cert_id"])
+            elif gw.get("client_cert"):
                 folder = self.runtime.store.folder
                 pair = (os.path.join(folder, gw["client_cert"]), os.path.join(folder, gw.get("client_key") or
                                                                               gw["client_cert"]))
@@ -215,6 +222,19 @@ class OcppService:
         if smgw is not None:
             opts["connector"] = smgw.channel.socket_connector  # direct while SMGW function 1 is off
         return opts
+
+    def _gateway_event(self, dev_id, name, data):
+        """Gateway events on the OCPP thread. A transaction the wallbox ran while the backend was away, whose idTag
+        the backend then rejected, goes into the audit log (evidence for billing; also in get_status)."""
+        if name != "backend_rejected_offline_tx":
+            return
+        fieldbus = getattr(self.runtime, "fieldbus", None)
+        if fieldbus is None:
+            return
+        fields = dict(data, dev_id=dev_id)
+        # The audit log fsyncs: not on the OCPP loop.
+        self.server._loop.run_in_executor(None, lambda: fieldbus.audit().record("gateway_offline_tx_rejected",
+                                                                                **fields))
 
     def gateway_status(self):
         return self.gateway.status() if self.gateway is not None else {}

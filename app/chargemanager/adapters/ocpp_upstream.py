@@ -24,10 +24,10 @@ import logging
 import urllib.parse
 
 import websockets
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.protocol import State
 
-from chargemanager.adapters import tls
+from chargemanager.adapters import tls, ws_direct
 
 SUBPROTOCOL = "ocpp1.6"
 log = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ class UpstreamLink:
         return await connect(self.uri, subprotocols=[SUBPROTOCOL], additional_headers=self.headers,
                              ssl=self.ssl, proxy=None, compression=None, open_timeout=self.open_timeout_s,
                              ping_interval=self.ping_interval_s, ping_timeout=self.ping_timeout_s,
-                             max_size=1 << 20, **kwargs)
+                             max_size=1 << 20, create_connection=ws_direct.direct(ClientConnection), **kwargs)
 
     async def _run(self):
         while True:
@@ -214,6 +214,9 @@ class UpstreamLink:
                 self.last_error = ""
                 self.backoff.reset()
                 self.on_open()
+                # Whole text frames come straight from the socket callback (adapters/ws_direct.py); the loop sees
+                # only fragmented or binary messages.
+                ws.on_text = self.on_text
                 async for text in ws:
                     if isinstance(text, str):
                         self.on_text(text)

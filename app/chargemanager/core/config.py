@@ -133,6 +133,10 @@ GATEWAY = Object([
           "For `wss://`: PEM client certificate for the backend (profile 3), relative to the data folder."),
     Field("client_key", String(max_length=256), "",
           "The private key of `client_cert` (PEM), relative to the data folder."),
+    Field("client_cert_id", String(max_length=64), "",
+          "For `wss://`: id of a certificate with key in the certificate store (`get_certs`) to present to this "
+          "backend (profile 3); before `client_cert`. Empty: `client_cert`, else the store's newest client "
+          "certificate."),
 ], "OCPP gateway to the wallbox's billing backend.")
 
 EVSE = Object([

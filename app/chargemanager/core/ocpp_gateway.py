@@ -47,7 +47,9 @@ Forwarding rules (also in docs/ocpp.md, "Gateway"):
     up to `max_attempts` times, then the record is skipped with an event (OCPP 1.6 section 3.7.1).
 10. When the backend answers a replayed StartTransaction, its transaction id replaces the provisional one in every
     later message of that transaction (queued or live, box to backend) and the reverse in backend CALLs to the box
-    (RemoteStopTransaction, SetChargingProfile of a TxProfile). The map is persisted.
+    (RemoteStopTransaction, SetChargingProfile of a TxProfile). The map is persisted. When that answer does not
+    accept the idTag, the transaction the box ran on a local answer is reported (event
+    `backend_rejected_offline_tx`, counted and listed in `status()`); the charge is not stopped by the gateway.
 11. The queue is bounded by `max_queue_bytes`: above it, periodic MeterValues without signed data are thinned out,
     oldest first. StartTransaction, StopTransaction, signed readings, Transaction.Begin/End readings and
     DataTransfer are never dropped.
@@ -69,6 +71,7 @@ CALLERROR = 4
 TX_ACTIONS = ("StartTransaction", "StopTransaction", "MeterValues", "DataTransfer")
 LOCAL_EMPTY = ("StatusNotification", "DiagnosticsStatusNotification", "FirmwareStatusNotification", "MeterValues")
 AUTH_POLICIES = ("cache", "accept", "reject")
+REJECTED_KEPT = 10  # offline transactions the backend rejected, shown in the status
 
 
 class FrameError(Exception):
@@ -76,44 +79,93 @@ class FrameError(Exception):
 
 
 def _skip_scalar(text, i):
-    """Index after the JSON number or string starting at text[i]."""
+    """Index after the JSON number or string starting at text[i]. Strings are scanned with str.find (a frame is
+    read at least twice per forwarded message: no Python loop per character)."""
+    n = len(text)
+    if i >= n:
+        raise FrameError("missing element")
     if text[i] == '"':
-        i += 1
-        n = len(text)
-        while i < n:
-            c = text[i]
-            if c == "\\":
-                i += 2
-                continue
-            if c == '"':
-                return i + 1
-            i += 1
+        j = text.find('"', i + 1)
+        while j != -1:
+            k = j - 1
+            while text[k] == "\\":
+                k -= 1
+            if (j - 1 - k) % 2 == 0:  # an even number of backslashes: the quote is not escaped
+                return j + 1
+            j = text.find('"', j + 1)
         raise FrameError("unterminated string")
-    while i < len(text) and text[i] in "0123456789+-.eE":
+    while i < n and text[i] in "0123456789+-.eE":
         i += 1
     return i
 
 
 def _skip_ws(text, i):
-    while i < len(text) and text[i] in " \t\r\n":
+    n = len(text)
+    while i < n and text[i] in " \t\r\n":
         i += 1
     return i
 
 
 def raw_payload(text, n_skip):
     """The payload's exact source text in a frame after its first `n_skip` scalar elements."""
+    n = len(text)
     i = _skip_ws(text, 0)
-    if i >= len(text) or text[i] != "[":
+    if i >= n or text[i] != "[":
         raise FrameError("not a JSON array")
     i += 1
     for _ in range(n_skip):
-        i = _skip_scalar(text, _skip_ws(text, i))
-        i = _skip_ws(text, i)
-        if i >= len(text) or text[i] != ",":
+        if i < n and text[i] in " \t\r\n":
+            i = _skip_ws(text, i)
+        i = _skip_scalar(text, i)
+        if i < n and text[i] in " \t\r\n":
+            i = _skip_ws(text, i)
+        if i >= n or text[i] != ",":
             raise FrameError("missing element")
         i += 1
     end = text.rindex("]")
     return text[i:end].strip()
+
+
+def frame_head(text):
+    """(message type, message id, index of the next element) of a frame, read from its head only; FrameError if
+    the head is not `[<int>,"<id>",`."""
+    i = _skip_ws(text, 0)
+    if i >= len(text) or text[i] != "[":
+        raise FrameError("not a JSON array")
+    i = _skip_ws(text, i + 1)
+    j = _skip_scalar(text, i)
+    try:
+        mtype = int(text[i:j])
+    except ValueError:
+        raise FrameError("bad message type")
+    i = _skip_ws(text, j)
+    if i >= len(text) or text[i] != ",":
+        raise FrameError("missing element")
+    i = _skip_ws(text, i + 1)
+    if i >= len(text) or text[i] != '"':
+        raise FrameError("message id is not a string")
+    j = _skip_scalar(text, i)
+    raw_id = text[i + 1:j - 1]
+    if "\\" in raw_id:
+        try:
+            raw_id = json.loads(text[i:j])
+        except ValueError:
+            raise FrameError("bad message id")
+    i = _skip_ws(text, j)
+    if i >= len(text) or text[i] != ",":
+        raise FrameError("missing element")
+    return mtype, raw_id, i + 1
+
+
+def result_parts(text):
+    """(message id, payload text) of a CALLRESULT frame without parsing its payload; FrameError if it is not one."""
+    mtype, msg_id, i = frame_head(text)
+    if mtype != CALLRESULT:
+        raise FrameError("not a CALLRESULT")
+    end = text.rfind("]")
+    if end < i:
+        raise FrameError("not a JSON array")
+    return msg_id, text[i:end].strip()
 
 
 def parse_frame(text):
@@ -242,6 +294,8 @@ class Gateway:
         self.n_ids = 0
         self.dropped = 0
         self.skipped = 0
+        self.rejected_offline = 0    # offline transactions whose idTag the backend did not accept on replay
+        self.rejected_recent = []    # the newest of them (dicts, see _replay_answered)
         self.last_error = ""
         self.out = []
 
@@ -376,6 +430,21 @@ class Gateway:
             self._box_call(msg_id, action, payload, ptext, text, now_ms)
         else:
             self._box_answer(mtype, msg_id, payload, ptext, now_ms)
+        return self._take()
+
+    def box_call(self, msg_id, action, payload, text, now_ms):
+        """A CALL from the box that the caller has parsed (and validated) already: `payload` is its object, `text`
+        the frame as it arrived (None if not at hand), whose payload text is forwarded byte for byte."""
+        ptext = None
+        if text is not None:
+            try:
+                ptext = raw_payload(text, 3)
+            except (FrameError, ValueError):
+                ptext = None
+        if ptext is None:
+            ptext = json.dumps(payload)
+            text = call_text(msg_id, action, ptext)
+        self._box_call(msg_id, action, payload, ptext, text, now_ms)
         return self._take()
 
     def _box_call(self, msg_id, action, payload, ptext, text, now_ms):
@@ -800,7 +869,16 @@ class Gateway:
                 self.out.append(("save", {"k": "map", "ptx": rec["ptx"], "tx": tx}))
                 info = payload.get("idTagInfo") or {}
                 if info.get("status") != "Accepted":
-                    self._event("backend_rejected_offline_tx", {"ptx": rec["ptx"], "tx": tx, "idTagInfo": info})
+                    # The wallbox charged on a local answer; the backend would not have allowed it. Kept for the
+                    # status (and the adapter's audit record): someone has to look at this transaction.
+                    entry = {"transaction_id": tx, "provisional_id": rec["ptx"], "id_tag": obj.get("idTag"),
+                             "connector_id": obj.get("connectorId"), "start": obj.get("timestamp"),
+                             "status": info.get("status")}
+                    self.rejected_offline += 1
+                    self.rejected_recent.append(entry)
+                    if len(self.rejected_recent) > REJECTED_KEPT:
+                        self.rejected_recent.pop(0)
+                    self._event("backend_rejected_offline_tx", entry)
             if rec["action"] in ("StartTransaction", "StopTransaction"):
                 self._learn_auth(obj.get("idTag"), payload.get("idTagInfo"))
         if self.queue and self.queue[0] is rec:
@@ -885,4 +963,6 @@ class Gateway:
     def status(self):
         return {"connected": self.backend_up, "booted": self.backend_booted, "wallbox_connected": self.box_up,
                 "queued_messages": len(self.queue), "queued_bytes": self.queue_bytes, "thinned_out": self.dropped,
-                "skipped": self.skipped, "last_error": self.last_error, "backend_profiles": len(self.profiles)}
+                "skipped": self.skipped, "last_error": self.last_error, "backend_profiles": len(self.profiles),
+                "rejected_offline_tx": self.rejected_offline,
+                "rejected_offline_recent": [dict(e) for e in self.rejected_recent]}

@@ -89,13 +89,15 @@ def error_code_for_keyword(keyword):
 
 class CallReceived:
     """The peer sent a CALL that passed framing, gating and validation; answer with `reply` or `reply_error`.
-    `problem`: None, or (1.6 error code, message) for a lenient action whose payload failed the schema."""
+    `problem`: None, or (1.6 error code, message) for a lenient action whose payload failed the schema. `text`: the
+    frame as it arrived (a relay forwards it without parsing it again, byte for byte)."""
 
-    def __init__(self, msg_id, action, payload, problem=None):
+    def __init__(self, msg_id, action, payload, problem=None, text=None):
         self.msg_id = msg_id
         self.action = action
         self.payload = payload
         self.problem = problem
+        self.text = text
 
     def __repr__(self):
         return "CallReceived(%r, %r)" % (self.msg_id, self.action)
@@ -194,6 +196,25 @@ class Session:
         self.out.append(json.dumps([CALLRESULT, msg_id, payload], separators=(",", ":")))
         return True
 
+    def reply_raw(self, msg_id, payload_text, payload=None):
+        """Answer an incoming CALL with a CALLRESULT whose payload is the JSON object text `payload_text`, sent as
+        is (a relay passes another peer's answer on byte for byte). `payload`: the parsed object when the caller
+        has it; it is parsed here only where the session needs it (the answer to a BootNotification)."""
+        action = self.incoming.pop(msg_id, None)
+        if action is None:
+            return False
+        if action == "BootNotification" and self.role == "cs":
+            if payload is None:
+                try:
+                    payload = json.loads(payload_text)
+                except ValueError:
+                    payload = None
+            status = payload.get("status") if isinstance(payload, dict) else None
+            if status in ("Accepted", "Pending"):
+                self.boot_accepted = True
+        self.out.append("[3," + json.dumps(msg_id) + "," + payload_text + "]")
+        return True
+
     def reply_error(self, msg_id, code, description="", details=None):
         """Answer an incoming CALL with a CALLERROR."""
         if self.incoming.pop(msg_id, None) is None:
@@ -256,7 +277,7 @@ class Session:
             self._error(UNKNOWN_ID, "FormationViolation", "MessageTypeId must be an integer")
             return events
         if kind == CALL:
-            self._receive_call(msg, events)
+            self._receive_call(msg, events, text)
         elif kind == CALLRESULT:
             self._receive_result(msg, events, now_ms)
         elif kind == CALLERROR:
@@ -266,7 +287,7 @@ class Session:
             events.append(Violation("unknown MessageTypeId %d ignored" % kind))
         return events
 
-    def _receive_call(self, msg, events):
+    def _receive_call(self, msg, events, text=None):
         msg_id = msg[1] if len(msg) > 1 else None
         if not isinstance(msg_id, str) or not msg_id:
             self._error(UNKNOWN_ID, "FormationViolation", "UniqueId must be a non-empty string")
@@ -303,7 +324,7 @@ class Session:
                     self._error(msg_id, problem[0], problem[1])
                     return
         self.incoming[msg_id] = action
-        events.append(CallReceived(msg_id, action, payload, problem))
+        events.append(CallReceived(msg_id, action, payload, problem, text))
 
     def _take_in_flight(self, msg_id, events, what):
         f = self.in_flight

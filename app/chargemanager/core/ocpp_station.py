@@ -22,6 +22,7 @@ MAX_EVENTS = 50
 # Connector statuses in which a car is plugged in and may take current (SuspendedEVSE: paused by us or the box).
 WANTS_STATUSES = ("Preparing", "Charging", "SuspendedEV", "SuspendedEVSE")
 
+_USED_MEASURANDS = ("Current.Import", "Current.Offered", "Power.Active.Import", "Energy.Active.Import.Register")
 _PHASES = {"L1": 0, "L2": 1, "L3": 2, "L1-N": 0, "L2-N": 1, "L3-N": 2}
 
 
@@ -43,12 +44,16 @@ def parse_meter_values(meter_values, phases):
     power_by_phase = 0
     power_phased = False
     for sv in sampled:
+        # Measurands the control loop does not use (voltage, temperature, SoC...) are skipped before anything else:
+        # this runs for every MeterValues of every box.
+        measurand = sv.get("measurand", "Energy.Active.Import.Register")
+        if measurand not in _USED_MEASURANDS:
+            continue
         if sv.get("format") == "SignedData" or sv.get("location") in ("EV", "Body"):
             continue
         v = _num(sv.get("value"))
         if v is None:
             continue
-        measurand = sv.get("measurand", "Energy.Active.Import.Register")
         unit = sv.get("unit")
         phase = sv.get("phase")
         if measurand == "Current.Import":
