@@ -1,7 +1,6 @@
 """Command line: `chargemanager run`, `chargemanager set-password`."""
 
 import argparse
-import gc
 import getpass
 import logging
 import signal
@@ -21,21 +20,10 @@ def setup_logging(level=logging.INFO):
     root.setLevel(level)
 
 
-def tune_gc():
-    """What is built so far (modules, configuration, schemas) lives as long as the process: freeze it, so the cyclic
-    collector stops rescanning it, and collect young objects less often. Every OCPP message allocates many short-lived
-    containers that reference counting frees anyway; with the defaults the collector paused the OCPP thread more than
-    2 ms about 50 times in a bench/gateway.py run (500 boxes), with this about 7 times."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20000, 10, 10)
-
-
 def cmd_run(args):
     from chargemanager.runtime import Runtime
 
     runtime = Runtime(args.data, http_port=args.http_port, ocpp_port=args.ocpp_port, host=args.host)
-    tune_gc()
 
     def on_signal(signum, frame):
         logging.getLogger("runtime").info("signal %d: stopping", signum)
